@@ -1,0 +1,267 @@
+//! The author-facing surface: the [`Function`] trait, its [`Input`] and its verdicts.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::types::FieldTable;
+
+use crate::city::EventType;
+use crate::context::Context;
+use crate::event::{Attributes, CLOUDEVENTS_JSON, CloudEvent, DecodeError, EventData};
+use crate::frame::Frame;
+use crate::topology;
+
+/// A safecity function: a name, what it subscribes to, and one async handler.
+///
+/// ```no_run
+/// use safecity_runtime::{CloudEvent, Context, EventType, Function, HandlerError, SafetyEvent, Subscription};
+///
+/// struct Log;
+///
+/// impl Function for Log {
+///     type Input = CloudEvent<SafetyEvent>;
+///     fn name(&self) -> &str { "log" }
+///     fn subscriptions(&self) -> Vec<Subscription> { vec![EventType::Fire.into()] }
+///     async fn handle(&self, event: Self::Input, _ctx: Context) -> Result<(), HandlerError> {
+///         println!("fire at {}", event.data.camera.id);
+///         Ok(())
+///     }
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), safecity_runtime::RunError> {
+///     safecity_runtime::run(Log).await
+/// }
+/// ```
+pub trait Function: Send + Sync + 'static {
+    /// What the handler receives: `CloudEvent<T>` for events, [`Frame`] for camera frames.
+    type Input: Input;
+
+    /// The function's name; names its queue, retry path and dead-letter queue.
+    fn name(&self) -> &str;
+
+    /// What the function's queue is bound to.
+    fn subscriptions(&self) -> Vec<Subscription>;
+
+    /// Handles one input. `Ok` acknowledges it; an error retries or dead-letters it.
+    fn handle(
+        &self,
+        input: Self::Input,
+        ctx: Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// One binding of a function's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subscription {
+    /// Safety events of one type from the events exchange.
+    Event(EventType),
+    /// Camera frames from the frames exchange: one region, or every region with `None`.
+    Frames {
+        /// Region routing key, or `None` for all regions.
+        region: Option<String>,
+    },
+}
+
+impl Subscription {
+    /// The exchange the binding is on.
+    pub fn exchange(&self) -> &'static str {
+        match self {
+            Subscription::Event(_) => topology::EVENTS_EXCHANGE,
+            Subscription::Frames { .. } => topology::FRAMES_EXCHANGE,
+        }
+    }
+
+    /// The binding key on that exchange.
+    pub fn binding_key(&self) -> &str {
+        match self {
+            Subscription::Event(t) => t.as_str(),
+            Subscription::Frames { region: Some(r) } => r,
+            Subscription::Frames { region: None } => "#",
+        }
+    }
+}
+
+impl From<EventType> for Subscription {
+    fn from(event_type: EventType) -> Self {
+        Subscription::Event(event_type)
+    }
+}
+
+/// A received AMQP message, as input decoders see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The body.
+    pub body: &'a [u8],
+    /// The AMQP `content-type` property, if set.
+    pub content_type: Option<&'a str>,
+    /// The AMQP headers, if any.
+    pub headers: Option<&'a FieldTable>,
+    /// The routing key it was published with.
+    pub routing_key: &'a str,
+}
+
+/// A type a function can receive: decoded from a message, or rejected with a reason.
+pub trait Input: Sized + Send + 'static {
+    /// Decodes and validates a message.
+    fn decode(message: &Message<'_>) -> Result<Self, DecodeError>;
+
+    /// The CloudEvent attributes, for inputs that are CloudEvents.
+    fn attributes(&self) -> Option<&Attributes>;
+
+    /// Metric label for this input: the event type, or `frames`.
+    fn kind(&self) -> &'static str;
+
+    /// When the thing the input reports happened; used for the event-age metric.
+    fn occurred_at(&self) -> DateTime<Utc>;
+}
+
+impl<T: EventData> Input for CloudEvent<T> {
+    fn decode(message: &Message<'_>) -> Result<Self, DecodeError> {
+        if let Some(content_type) = message.content_type
+            && !content_type.starts_with(CLOUDEVENTS_JSON)
+        {
+            return Err(DecodeError::ContentType(content_type.to_owned()));
+        }
+        CloudEvent::from_json(message.body)
+    }
+
+    fn attributes(&self) -> Option<&Attributes> {
+        Some(&self.attributes)
+    }
+
+    fn kind(&self) -> &'static str {
+        self.attributes.event_type.as_str()
+    }
+
+    fn occurred_at(&self) -> DateTime<Utc> {
+        self.attributes.time
+    }
+}
+
+impl Input for Frame {
+    fn decode(message: &Message<'_>) -> Result<Self, DecodeError> {
+        Frame::decode(message.body, message.headers)
+    }
+
+    fn attributes(&self) -> Option<&Attributes> {
+        None
+    }
+
+    fn kind(&self) -> &'static str {
+        "frames"
+    }
+
+    fn occurred_at(&self) -> DateTime<Utc> {
+        self.captured_at
+    }
+}
+
+/// A handler's verdict on an input it could not handle.
+///
+/// Any `std::error::Error` converts into [`HandlerError::Retry`] with `?`: an
+/// unexpected failure is assumed transient. Say [`HandlerError::dead_letter`]
+/// when retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Try again later: after `after`, or after the runtime's next backoff step.
+    Retry {
+        /// Why the attempt failed.
+        reason: String,
+        /// Minimum delay before the next attempt, overriding the backoff schedule.
+        after: Option<Duration>,
+    },
+    /// Give up now: the input goes to the dead-letter queue with this reason.
+    DeadLetter {
+        /// Why the input can never succeed.
+        reason: String,
+    },
+}
+
+impl HandlerError {
+    /// Retry on the runtime's backoff schedule.
+    pub fn retry(reason: impl fmt::Display) -> Self {
+        HandlerError::Retry {
+            reason: reason.to_string(),
+            after: None,
+        }
+    }
+
+    /// Retry no sooner than `after` (e.g. a server's `Retry-After`).
+    pub fn retry_after(reason: impl fmt::Display, after: Duration) -> Self {
+        HandlerError::Retry {
+            reason: reason.to_string(),
+            after: Some(after),
+        }
+    }
+
+    /// Dead-letter now.
+    pub fn dead_letter(reason: impl fmt::Display) -> Self {
+        HandlerError::DeadLetter {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The reason text.
+    pub fn reason(&self) -> &str {
+        match self {
+            HandlerError::Retry { reason, .. } | HandlerError::DeadLetter { reason } => reason,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::Retry { reason, .. } => write!(f, "retry: {reason}"),
+            HandlerError::DeadLetter { reason } => write!(f, "dead-letter: {reason}"),
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        HandlerError::retry(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_mark_turns_errors_into_retries() {
+        fn parse(text: &str) -> Result<u32, HandlerError> {
+            Ok(text.parse::<u32>()?)
+        }
+        let err = parse("x").expect_err("not a number");
+        assert!(matches!(err, HandlerError::Retry { after: None, .. }));
+        assert!(err.reason().contains("invalid digit"));
+    }
+
+    #[test]
+    fn subscriptions_bind_to_the_right_exchange() {
+        let fire = Subscription::from(EventType::Fire);
+        assert_eq!(fire.exchange(), topology::EVENTS_EXCHANGE);
+        assert_eq!(fire.binding_key(), "fire");
+        let all = Subscription::Frames { region: None };
+        assert_eq!(all.exchange(), topology::FRAMES_EXCHANGE);
+        assert_eq!(all.binding_key(), "#");
+    }
+
+    #[test]
+    fn cloud_event_input_rejects_a_foreign_content_type() {
+        let message = Message {
+            body: b"{}",
+            content_type: Some("text/plain"),
+            headers: None,
+            routing_key: "fire",
+        };
+        assert_eq!(
+            <CloudEvent<serde_json::Value> as Input>::decode(&message),
+            Err(DecodeError::ContentType("text/plain".into()))
+        );
+    }
+}

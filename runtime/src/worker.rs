@@ -1,0 +1,439 @@
+//! Handling one delivery: decode, run the handler in its layers, settle the message.
+//!
+//! Layers around the author's handler, outermost first: metrics, tracing span,
+//! panic catch, timeout, hard-stop on an expired shutdown grace. The verdict then
+//! settles the delivery:
+//!
+//! | outcome | settlement |
+//! |---|---|
+//! | `Ok(())` | ack |
+//! | `Retry`, timeout, panic, attempts left | republish to the retry queue for the delay, then ack |
+//! | same, no attempts left | publish to the dead-letter queue (cause `exhausted`), then ack |
+//! | `DeadLetter` | publish to the dead-letter queue (cause `rejected`), then ack |
+//! | decode error | publish to the dead-letter queue (cause `decode`), then ack |
+//! | shutdown grace expired | nack with requeue (redelivered, not counted as an attempt) |
+//!
+//! A republish that fails (broker gone) leaves the delivery unacked: it comes back.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt as _;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, warn};
+
+use crate::config::RuntimeConfig;
+use crate::context::{AttemptInfo, Context};
+use crate::failure::FailureRecord;
+use crate::function::{Function, HandlerError, Input, Message};
+use crate::metrics::{DeadLetterCause, INVALID_KIND, KindMetrics, Metrics};
+use crate::publisher::{PublishError, Publisher};
+use crate::topology::{self, FunctionQueues};
+use crate::trace::TraceParent;
+
+/// State shared by every delivery of the process.
+pub(crate) struct Shared<F> {
+    pub function: F,
+    pub name: Arc<str>,
+    pub queues: FunctionQueues,
+    pub config: RuntimeConfig,
+    pub metrics: Arc<Metrics>,
+    /// Fires when shutdown starts; handlers see it through their context.
+    pub shutdown: CancellationToken,
+    /// Fires when the shutdown grace expires: unfinished handlers are abandoned.
+    pub hard_stop: CancellationToken,
+}
+
+/// Per-connection handles: deliveries settle on the session they came from.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub publisher: Publisher,
+    /// Retry queues declared on this connection (the configured ones at start).
+    pub retry_queues: Arc<Mutex<HashSet<Duration>>>,
+}
+
+enum Outcome {
+    Done,
+    Failed {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Rejected {
+        reason: String,
+    },
+    Abandoned,
+}
+
+/// Handles one delivery to the end: exactly one of ack, retry, dead-letter or requeue.
+pub(crate) async fn handle_delivery<F: Function>(
+    shared: Arc<Shared<F>>,
+    session: Session,
+    delivery: Delivery,
+) {
+    let headers = delivery.properties.headers().as_ref();
+    let record = FailureRecord::read(
+        headers,
+        delivery.exchange.as_str(),
+        delivery.routing_key.as_str(),
+    );
+    let message = Message {
+        body: &delivery.data,
+        content_type: delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str()),
+        headers,
+        routing_key: &record.original_routing_key,
+    };
+    let input = match F::Input::decode(&message) {
+        Ok(input) => input,
+        Err(error) => {
+            let kind = shared.metrics.kind(INVALID_KIND);
+            kind.received.inc();
+            warn!(
+                function = %shared.name,
+                routing_key = %record.original_routing_key,
+                %error,
+                "undecodable input, dead-lettering"
+            );
+            dead_letter(
+                &shared,
+                &session,
+                &delivery,
+                &record,
+                &kind,
+                DeadLetterCause::Decode,
+                &error.to_string(),
+            )
+            .await;
+            return;
+        }
+    };
+
+    let kind = shared.metrics.kind(input.kind());
+    kind.received.inc();
+    let age = (Utc::now() - input.occurred_at()).as_seconds_f64();
+    kind.age.observe(age.max(0.0));
+
+    let attributes = input.attributes().cloned();
+    let parent = attributes.as_ref().and_then(|a| a.traceparent);
+    let trace = parent.map_or_else(TraceParent::new_root, |p| p.child());
+    let span = tracing::info_span!(
+        "handle",
+        function = %shared.name,
+        event_type = input.kind(),
+        event_id = attributes.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
+        attempt = record.attempt(),
+        trace_id = %trace.trace_id_hex(),
+        span_id = %format_args!("{:016x}", trace.parent_id),
+        parent_span_id = %parent.map(|p| p.parent_id_hex()).unwrap_or_default(),
+    );
+    let ctx = Context::for_broker(
+        AttemptInfo {
+            function: shared.name.clone(),
+            attributes,
+            attempt: record.attempt(),
+            timeout: shared.config.handler_timeout,
+            shutdown: shared.shutdown.clone(),
+            span: span.clone(),
+            trace,
+        },
+        session.publisher.clone(),
+    );
+
+    kind.in_flight.inc();
+    let started = Instant::now();
+    let timeout = shared.config.handler_timeout;
+    let attempt = AssertUnwindSafe(tokio::time::timeout(
+        timeout,
+        shared.function.handle(input, ctx),
+    ))
+    .catch_unwind()
+    .instrument(span.clone());
+    let outcome = tokio::select! {
+        result = attempt => match result {
+            Ok(Ok(Ok(()))) => Outcome::Done,
+            Ok(Ok(Err(HandlerError::Retry { reason, after }))) => Outcome::Failed { reason, after },
+            Ok(Ok(Err(HandlerError::DeadLetter { reason }))) => Outcome::Rejected { reason },
+            Ok(Err(_elapsed)) => Outcome::Failed {
+                reason: format!("handler timed out after {}", humantime::format_duration(timeout)),
+                after: None,
+            },
+            Err(panic) => Outcome::Failed {
+                reason: format!("handler panicked: {}", panic_message(&*panic)),
+                after: None,
+            },
+        },
+        () = shared.hard_stop.cancelled() => Outcome::Abandoned,
+    };
+    kind.duration.observe(started.elapsed().as_secs_f64());
+    kind.in_flight.dec();
+
+    settle(&shared, &session, &delivery, &record, &kind, outcome)
+        .instrument(span)
+        .await;
+}
+
+/// Acks, retries, dead-letters or requeues according to the outcome.
+async fn settle<F: Function>(
+    shared: &Shared<F>,
+    session: &Session,
+    delivery: &Delivery,
+    record: &FailureRecord,
+    kind: &KindMetrics,
+    outcome: Outcome,
+) {
+    match outcome {
+        Outcome::Done => {
+            if ack(delivery).await {
+                kind.succeeded.inc();
+            }
+        }
+        Outcome::Failed { reason, after } => {
+            if record.attempt() < shared.config.max_attempts() {
+                retry(shared, session, delivery, record, kind, &reason, after).await;
+            } else {
+                warn!(attempts = record.attempt(), %reason, "last attempt failed, dead-lettering");
+                let reason = format!("gave up after {} attempts: {reason}", record.attempt());
+                dead_letter(
+                    shared,
+                    session,
+                    delivery,
+                    record,
+                    kind,
+                    DeadLetterCause::Exhausted,
+                    &reason,
+                )
+                .await;
+            }
+        }
+        Outcome::Rejected { reason } => {
+            warn!(%reason, "handler rejected the input, dead-lettering");
+            dead_letter(
+                shared,
+                session,
+                delivery,
+                record,
+                kind,
+                DeadLetterCause::Rejected,
+                &reason,
+            )
+            .await;
+        }
+        Outcome::Abandoned => {
+            warn!(
+                "shutdown grace expired before the handler finished, returning the input to the queue"
+            );
+            requeue(delivery).await;
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Acks; false when the channel is gone (the broker will redeliver).
+async fn ack(delivery: &Delivery) -> bool {
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(_) => true,
+        Err(error) => {
+            warn!(%error, "ack failed: the channel is gone and the broker will redeliver");
+            false
+        }
+    }
+}
+
+async fn requeue(delivery: &Delivery) {
+    let options = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    if let Err(error) = delivery.acker.nack(options).await {
+        debug!(%error, "requeue failed: the channel is gone and the broker requeues anyway");
+    }
+}
+
+/// The delay before the next attempt: the configured step for this attempt,
+/// or the handler's own delay if longer, rounded up to whole seconds when it
+/// is not a configured step, and capped.
+pub(crate) fn retry_delay(
+    config: &RuntimeConfig,
+    failed_attempts: u32,
+    requested: Option<Duration>,
+) -> Duration {
+    let step_index = usize::try_from(failed_attempts).unwrap_or(usize::MAX);
+    let step = config
+        .retry_delays
+        .get(step_index)
+        .or(config.retry_delays.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(1));
+    match requested {
+        Some(requested) if requested > step => {
+            let whole =
+                Duration::from_secs(requested.as_secs() + u64::from(requested.subsec_nanos() > 0));
+            whole.min(config.max_retry_delay.max(step))
+        }
+        _ => step,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn retry<F: Function>(
+    shared: &Shared<F>,
+    session: &Session,
+    delivery: &Delivery,
+    record: &FailureRecord,
+    kind: &KindMetrics,
+    reason: &str,
+    requested: Option<Duration>,
+) {
+    let delay = retry_delay(&shared.config, record.failed_attempts, requested);
+    let queue = match ensure_retry_queue(shared, session, delay).await {
+        Ok(queue) => queue,
+        Err(error) => {
+            warn!(%error, "cannot declare the retry queue; returning the input to the queue");
+            requeue(delivery).await;
+            return;
+        }
+    };
+    let properties = record.after_failure(&delivery.properties, reason, Utc::now());
+    match session
+        .publisher
+        .publish("", &queue, &delivery.data, properties)
+        .await
+    {
+        Ok(()) => {
+            warn!(attempt = record.attempt(), %reason, delay = %humantime::format_duration(delay), "attempt failed, will retry");
+            if ack(delivery).await {
+                kind.retried.inc();
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot schedule the retry; returning the input to the queue");
+            requeue(delivery).await;
+        }
+    }
+}
+
+async fn ensure_retry_queue<F: Function>(
+    shared: &Shared<F>,
+    session: &Session,
+    delay: Duration,
+) -> Result<String, topology::TopologyError> {
+    let known = session
+        .retry_queues
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .contains(&delay);
+    if known {
+        return Ok(shared.queues.retry(delay));
+    }
+    let name = topology::declare_retry_queue(
+        session.publisher.channel(),
+        &shared.queues,
+        shared.config.queue_type,
+        delay,
+    )
+    .await?;
+    session
+        .retry_queues
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(delay);
+    Ok(name)
+}
+
+async fn dead_letter<F: Function>(
+    shared: &Shared<F>,
+    session: &Session,
+    delivery: &Delivery,
+    record: &FailureRecord,
+    kind: &KindMetrics,
+    cause: DeadLetterCause,
+    reason: &str,
+) {
+    let properties = record.dead_letter(
+        &delivery.properties,
+        &shared.name,
+        cause,
+        reason,
+        Utc::now(),
+    );
+    let result: Result<(), PublishError> = session
+        .publisher
+        .publish("", &shared.queues.dead_letter(), &delivery.data, properties)
+        .await;
+    match result {
+        Ok(()) => {
+            if ack(delivery).await {
+                kind.dead_lettered(cause);
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot dead-letter; returning the input to the queue");
+            requeue(delivery).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(delays: &str) -> RuntimeConfig {
+        RuntimeConfig::from_lookup(|name| match name {
+            "SAFECITY_RETRY_DELAYS" => Some(delays.to_owned()),
+            "SAFECITY_MAX_RETRY_DELAY" => Some("10m".to_owned()),
+            _ => None,
+        })
+        .expect("config")
+    }
+
+    #[test]
+    fn delays_follow_the_schedule_then_stay_at_the_last_step() {
+        let config = config("1s,5s,30s");
+        assert_eq!(retry_delay(&config, 0, None), Duration::from_secs(1));
+        assert_eq!(retry_delay(&config, 1, None), Duration::from_secs(5));
+        assert_eq!(retry_delay(&config, 2, None), Duration::from_secs(30));
+        assert_eq!(retry_delay(&config, 9, None), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_longer_requested_delay_wins_rounded_up_and_capped() {
+        let config = config("1s,5s");
+        assert_eq!(
+            retry_delay(&config, 0, Some(Duration::from_millis(200))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            retry_delay(&config, 0, Some(Duration::from_millis(2500))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            retry_delay(&config, 0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn panic_payloads_become_text() {
+        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).expect_err("panicked");
+        assert_eq!(panic_message(&*caught), "boom 7");
+    }
+}

@@ -1,0 +1,379 @@
+//! Shared helpers of the runtime's black-box tests.
+//!
+//! Every test gets its own RabbitMQ virtual host on the real local broker, so
+//! tests run in parallel without seeing each other's events, and a test can
+//! close "its" connections with `rabbitmqctl close_all_connections -p VHOST`.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use safecity_runtime::event::CLOUDEVENTS_JSON;
+use safecity_runtime::topology::EVENTS_EXCHANGE;
+use safecity_runtime::{
+    CloudEvent, Context, EventType, Function, HandlerError, RuntimeConfig, Subscription,
+};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Runs `rabbitmqctl` and fails the test with its output if it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed (the test script installs RabbitMQ)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A throw-away virtual host on the local broker, deleted on drop.
+pub struct TestVhost {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestVhost {
+    pub fn new(test: &str) -> Self {
+        let name = format!(
+            "safecity-test-{test}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let host =
+            std::env::var("SAFECITY_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+        let url = format!("amqp://guest:guest@{host}/{name}");
+        TestVhost { name, url }
+    }
+
+    /// Closes every client connection of this vhost, as an administrator would.
+    pub fn close_connections(&self) {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.name,
+            "closed by the test",
+        ]);
+    }
+
+    /// A runtime configuration for this vhost with fast retries and an
+    /// ephemeral HTTP port on loopback.
+    pub fn config(&self, overrides: &[(&str, &str)]) -> RuntimeConfig {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("SAFECITY_AMQP_URL".to_owned(), self.url.clone()),
+            ("SAFECITY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SAFECITY_RETRY_DELAYS".to_owned(), "200ms,400ms".to_owned()),
+            ("SAFECITY_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
+            (
+                "SAFECITY_RECONNECT_MAX_DELAY".to_owned(),
+                "500ms".to_owned(),
+            ),
+        ]);
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        RuntimeConfig::from_lookup(|name| vars.get(name).cloned()).expect("valid test config")
+    }
+
+    pub async fn client(&self) -> Client {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .expect("test client connects");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirm mode");
+        Client {
+            _connection: connection,
+            channel,
+        }
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// A plain AMQP client playing the producer and the inspector.
+pub struct Client {
+    _connection: Connection,
+    pub channel: Channel,
+}
+
+impl Client {
+    /// Publishes `body` to the events exchange and waits for the confirm.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], content_type: Option<&str>) {
+        let mut properties = BasicProperties::default().with_delivery_mode(2);
+        if let Some(ct) = content_type {
+            properties = properties.with_content_type(ct.into());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                EVENTS_EXCHANGE.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(
+            confirm.is_ack() && confirm.take_message().is_none(),
+            "event to `{routing_key}` was not routed"
+        );
+    }
+
+    /// Publishes a fire event whose data scripts the probe's behaviour.
+    pub async fn publish_probe(&self, key: &str, script: Value) -> CloudEvent<Value> {
+        let mut data = script;
+        data["key"] = json!(key);
+        let event = CloudEvent::new("/cameras/test", EventType::Fire, data);
+        self.publish_raw("fire", &event.to_json(), Some(CLOUDEVENTS_JSON))
+            .await;
+        event
+    }
+
+    /// Ready messages of a queue (passive declare: exact and immediate).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    /// Takes one message from a queue, if any.
+    pub async fn get(&self, queue: &str) -> Option<BasicGetMessage> {
+        self.channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+    }
+
+    /// Waits up to `timeout` for a message on `queue`.
+    pub async fn wait_get(&self, queue: &str, timeout: Duration) -> Option<BasicGetMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(message) = self.get(queue).await {
+                return Some(message);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Consumes from a queue into a channel of bodies (for emitted events).
+    pub async fn collect(&self, queue: &str) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                ShortString::from(queue),
+                ShortString::from(""),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if tx.send(delivery.data).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One handler invocation as the probe saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub attempt: u32,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct JournalState {
+    pub calls: HashMap<String, Vec<Call>>,
+    pub completed: HashMap<String, u32>,
+    pub running: usize,
+    pub max_running: usize,
+    pub emit_errors: Vec<String>,
+    pub trace_ids: HashMap<String, u128>,
+}
+
+/// What the probe function did, shared with the test.
+#[derive(Debug, Clone, Default)]
+pub struct Journal(pub Arc<Mutex<JournalState>>);
+
+impl Journal {
+    pub fn with<R>(&self, f: impl FnOnce(&mut JournalState) -> R) -> R {
+        f(&mut self.0.lock().expect("journal lock"))
+    }
+
+    pub fn completed(&self, key: &str) -> u32 {
+        self.with(|j| j.completed.get(key).copied().unwrap_or(0))
+    }
+
+    pub fn total_completed(&self) -> u32 {
+        self.with(|j| j.completed.values().sum())
+    }
+
+    pub fn calls(&self, key: &str) -> Vec<Call> {
+        self.with(|j| j.calls.get(key).cloned().unwrap_or_default())
+    }
+}
+
+/// A function whose behaviour each event scripts in its data:
+/// `fail_first` (retry that many attempts), `panic_first`, `reject`,
+/// `sleep_ms`, `emit` (an event type to emit), `retry_after_ms`.
+pub struct Probe {
+    pub name: String,
+    pub journal: Journal,
+}
+
+struct RunningGuard<'a>(&'a Journal);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.with(|j| j.running -= 1);
+    }
+}
+
+impl Function for Probe {
+    type Input = CloudEvent<Value>;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        vec![EventType::Fire.into()]
+    }
+
+    async fn handle(&self, event: Self::Input, ctx: Context) -> Result<(), HandlerError> {
+        let key = event.data["key"].as_str().unwrap_or("").to_owned();
+        let attempt = ctx.attempt();
+        self.journal.with(|j| {
+            j.calls.entry(key.clone()).or_default().push(Call {
+                attempt,
+                at: Instant::now(),
+            });
+            j.running += 1;
+            j.max_running = j.max_running.max(j.running);
+            j.trace_ids.insert(key.clone(), ctx.traceparent().trace_id);
+        });
+        let _guard = RunningGuard(&self.journal);
+        let number = |field: &str| event.data[field].as_u64().unwrap_or(0);
+        if let Some(ms) = event.data["sleep_ms"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if u64::from(attempt) <= number("panic_first") {
+            panic!("scripted panic on attempt {attempt}");
+        }
+        if event.data["reject"].as_bool() == Some(true) {
+            return Err(HandlerError::dead_letter(
+                "scripted rejection: camera unknown",
+            ));
+        }
+        if u64::from(attempt) <= number("fail_first") {
+            return match event.data["retry_after_ms"].as_u64() {
+                Some(ms) => Err(HandlerError::retry_after(
+                    format!("scripted failure {attempt}"),
+                    Duration::from_millis(ms),
+                )),
+                None => Err(HandlerError::retry(format!("scripted failure {attempt}"))),
+            };
+        }
+        if let Some(kind) = event.data["emit"].as_str() {
+            let event_type: EventType = kind.parse().expect("scripted type");
+            let emitted = CloudEvent::new("/functions/probe", event_type, json!({"from": key}));
+            if let Err(error) = ctx.emit(emitted).await {
+                self.journal.with(|j| j.emit_errors.push(error.to_string()));
+            }
+        }
+        self.journal
+            .with(|j| *j.completed.entry(key.clone()).or_default() += 1);
+        Ok(())
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the function's HTTP port");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Reads one sample of a metric from the text format, e.g.
+/// `metric(&text, "safecity_events_succeeded_total", "event_type=\"fire\"")`.
+pub fn metric(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(label_fragment))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
