@@ -137,6 +137,10 @@ impl PublishArgs {
                     }]
                 },
                 captured_at: chrono::Utc::now(),
+                frame_size: safecity_runtime::FrameSize {
+                    width: 640,
+                    height: 360,
+                },
                 snapshot: None,
             })
             .collect()

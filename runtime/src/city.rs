@@ -135,6 +135,16 @@ pub struct BoundingBox {
     pub height: f32,
 }
 
+/// Width and height in pixels of the frame the detector analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSize {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
 /// One object the detector found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,7 +204,9 @@ pub struct SafetyEvent {
     pub detections: Vec<Detection>,
     /// When the frame was captured.
     pub captured_at: DateTime<Utc>,
-    /// A downscaled snapshot of the scene.
+    /// Size of the analysed frame: detection boxes are in its pixels.
+    pub frame_size: FrameSize,
+    /// A downscaled snapshot of the scene (same aspect ratio as the frame).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Jpeg>,
 }
@@ -234,6 +246,12 @@ impl EventData for SafetyEvent {
                     "`{}` disagrees with the incidentid extension `{extension}`",
                     self.incident_id
                 ),
+            });
+        }
+        if self.frame_size.width == 0 || self.frame_size.height == 0 {
+            return Err(DecodeError::InvalidData {
+                path: "frame_size".to_owned(),
+                reason: "width and height must be above zero".to_owned(),
             });
         }
         self.camera
@@ -280,6 +298,10 @@ mod tests {
                 },
             }],
             captured_at: "2026-11-27T10:00:00Z".parse().expect("time"),
+            frame_size: FrameSize {
+                width: 640,
+                height: 360,
+            },
             snapshot: Some(Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9])),
         }
     }

@@ -114,6 +114,23 @@ impl FailureRecord {
         original.clone().with_headers(headers)
     }
 
+    /// Properties for parking a deferred input: the original properties with
+    /// its origin recorded and its failure count unchanged.
+    pub fn deferred(&self, original: &BasicProperties) -> BasicProperties {
+        let mut headers = original.headers().clone().unwrap_or_default();
+        set_str(
+            &mut headers,
+            header::ORIGINAL_EXCHANGE,
+            self.original_exchange.clone(),
+        );
+        set_str(
+            &mut headers,
+            header::ORIGINAL_ROUTING_KEY,
+            self.original_routing_key.clone(),
+        );
+        original.clone().with_headers(headers)
+    }
+
     /// Properties for the dead-letter queue: the failure headers plus reason,
     /// cause and function. A decode failure is not an attempt and is not counted.
     pub fn dead_letter(

@@ -173,6 +173,15 @@ pub enum HandlerError {
         /// Minimum delay before the next attempt, overriding the backoff schedule.
         after: Option<Duration>,
     },
+    /// Not a failure: hand the input back for later (e.g. a rate limit is
+    /// reached). It returns after `after` (rounded up to whole seconds, capped
+    /// by `SAFECITY_MAX_RETRY_DELAY`) without spending an attempt.
+    Defer {
+        /// Why the input waits.
+        reason: String,
+        /// How long it waits.
+        after: Duration,
+    },
     /// Give up now: the input goes to the dead-letter queue with this reason.
     DeadLetter {
         /// Why the input can never succeed.
@@ -197,6 +206,14 @@ impl HandlerError {
         }
     }
 
+    /// Come back after `after` without counting a failed attempt.
+    pub fn defer(reason: impl fmt::Display, after: Duration) -> Self {
+        HandlerError::Defer {
+            reason: reason.to_string(),
+            after,
+        }
+    }
+
     /// Dead-letter now.
     pub fn dead_letter(reason: impl fmt::Display) -> Self {
         HandlerError::DeadLetter {
@@ -207,7 +224,9 @@ impl HandlerError {
     /// The reason text.
     pub fn reason(&self) -> &str {
         match self {
-            HandlerError::Retry { reason, .. } | HandlerError::DeadLetter { reason } => reason,
+            HandlerError::Retry { reason, .. }
+            | HandlerError::Defer { reason, .. }
+            | HandlerError::DeadLetter { reason } => reason,
         }
     }
 }
@@ -216,6 +235,9 @@ impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandlerError::Retry { reason, .. } => write!(f, "retry: {reason}"),
+            HandlerError::Defer { reason, after } => {
+                write!(f, "defer {}: {reason}", humantime::format_duration(*after))
+            }
             HandlerError::DeadLetter { reason } => write!(f, "dead-letter: {reason}"),
         }
     }

@@ -38,7 +38,7 @@ pub mod topology;
 pub mod trace;
 mod worker;
 
-pub use city::{BoundingBox, Camera, Detection, EventType, Jpeg, SafetyEvent};
+pub use city::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 pub use config::{ConfigError, RuntimeConfig};
 pub use context::Context;
 pub use event::{Attributes, CloudEvent, DecodeError, EventData};
@@ -47,7 +47,12 @@ pub use function::{Function, HandlerError, Input, Subscription};
 pub use publisher::{PublishError, Publisher};
 pub use run::{RunError, RunningFunction, run, start};
 
-/// Helpers for unit-testing handlers without a broker.
+#[cfg(feature = "testkit")]
+mod testkit;
+
+/// Helpers for testing functions: in memory, and (feature `testkit`) on a real broker.
 pub mod testing {
     pub use crate::context::{Emitted, TestContext};
+    #[cfg(feature = "testkit")]
+    pub use crate::testkit::{TestVhost, rabbitmqctl};
 }

@@ -5,6 +5,7 @@
 //! | `safecity_events_received_total` | counter | function, event_type |
 //! | `safecity_events_succeeded_total` | counter | function, event_type |
 //! | `safecity_events_retried_total` | counter | function, event_type |
+//! | `safecity_events_deferred_total` | counter | function, event_type (handed back for later, no attempt spent) |
 //! | `safecity_events_dead_lettered_total` | counter | function, event_type, reason (`decode`, `rejected`, `exhausted`) |
 //! | `safecity_events_in_flight` | gauge | function, event_type |
 //! | `safecity_handle_duration_seconds` | histogram | function, event_type |
@@ -92,6 +93,8 @@ pub struct KindMetrics {
     pub succeeded: Counter,
     /// Attempts that failed and were scheduled for retry.
     pub retried: Counter,
+    /// Inputs the handler deferred.
+    pub deferred: Counter,
     /// Handlers running now.
     pub in_flight: Gauge,
     /// Handler durations.
@@ -121,6 +124,7 @@ pub struct Metrics {
     received: Family<EventLabels, Counter>,
     succeeded: Family<EventLabels, Counter>,
     retried: Family<EventLabels, Counter>,
+    deferred: Family<EventLabels, Counter>,
     dead_lettered: Family<DeadLetterLabels, Counter>,
     in_flight: Family<EventLabels, Gauge>,
     duration: Family<EventLabels, Histogram, fn() -> Histogram>,
@@ -141,6 +145,7 @@ impl Metrics {
         let received = Family::<EventLabels, Counter>::default();
         let succeeded = Family::<EventLabels, Counter>::default();
         let retried = Family::<EventLabels, Counter>::default();
+        let deferred = Family::<EventLabels, Counter>::default();
         let dead_lettered = Family::<DeadLetterLabels, Counter>::default();
         let in_flight = Family::<EventLabels, Gauge>::default();
         let duration = Family::<EventLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -174,6 +179,11 @@ impl Metrics {
             "events_retried",
             "Failed attempts scheduled for a retry",
             retried.clone(),
+        );
+        prefixed.register(
+            "events_deferred",
+            "Inputs handed back for later without spending an attempt",
+            deferred.clone(),
         );
         prefixed.register(
             "events_dead_lettered",
@@ -217,6 +227,7 @@ impl Metrics {
             received,
             succeeded,
             retried,
+            deferred,
             dead_lettered,
             in_flight,
             duration,
@@ -255,6 +266,7 @@ impl Metrics {
             received: self.received.get_or_create(&labels).clone(),
             succeeded: self.succeeded.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
+            deferred: self.deferred.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             duration: self.duration.get_or_create(&labels).clone(),
             age: self.age.get_or_create(&labels).clone(),

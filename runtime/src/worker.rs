@@ -10,6 +10,7 @@
 //! | `Retry`, timeout, panic, attempts left | republish to the retry queue for the delay, then ack |
 //! | same, no attempts left | publish to the dead-letter queue (cause `exhausted`), then ack |
 //! | `DeadLetter` | publish to the dead-letter queue (cause `rejected`), then ack |
+//! | `Defer` | republish to the retry queue for the delay, attempts unchanged, then ack |
 //! | decode error | publish to the dead-letter queue (cause `decode`), then ack |
 //! | shutdown grace expired | nack with requeue (redelivered, not counted as an attempt) |
 //!
@@ -67,6 +68,10 @@ enum Outcome {
     },
     Rejected {
         reason: String,
+    },
+    Deferred {
+        reason: String,
+        after: Duration,
     },
     Abandoned,
 }
@@ -163,6 +168,7 @@ pub(crate) async fn handle_delivery<F: Function>(
             Ok(Ok(Ok(()))) => Outcome::Done,
             Ok(Ok(Err(HandlerError::Retry { reason, after }))) => Outcome::Failed { reason, after },
             Ok(Ok(Err(HandlerError::DeadLetter { reason }))) => Outcome::Rejected { reason },
+            Ok(Ok(Err(HandlerError::Defer { reason, after }))) => Outcome::Deferred { reason, after },
             Ok(Err(_elapsed)) => Outcome::Failed {
                 reason: format!("handler timed out after {}", humantime::format_duration(timeout)),
                 after: None,
@@ -228,6 +234,16 @@ async fn settle<F: Function>(
             )
             .await;
         }
+        Outcome::Deferred { reason, after } => {
+            let delay = whole_seconds(after).min(shared.config.max_retry_delay);
+            let properties = record.deferred(&delivery.properties);
+            if delay_publish(shared, session, delivery, delay, properties).await {
+                debug!(%reason, delay = %humantime::format_duration(delay), "deferred");
+                if ack(delivery).await {
+                    kind.deferred.inc();
+                }
+            }
+        }
         Outcome::Abandoned => {
             warn!(
                 "shutdown grace expired before the handler finished, returning the input to the queue"
@@ -235,6 +251,11 @@ async fn settle<F: Function>(
             requeue(delivery).await;
         }
     }
+}
+
+/// Rounds up to whole seconds (at least one), so ad-hoc delays reuse few retry queues.
+fn whole_seconds(delay: Duration) -> Duration {
+    Duration::from_secs((delay.as_secs() + u64::from(delay.subsec_nanos() > 0)).max(1))
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -293,7 +314,6 @@ pub(crate) fn retry_delay(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn retry<F: Function>(
     shared: &Shared<F>,
     session: &Session,
@@ -304,29 +324,42 @@ async fn retry<F: Function>(
     requested: Option<Duration>,
 ) {
     let delay = retry_delay(&shared.config, record.failed_attempts, requested);
+    let properties = record.after_failure(&delivery.properties, reason, Utc::now());
+    if delay_publish(shared, session, delivery, delay, properties).await {
+        warn!(attempt = record.attempt(), %reason, delay = %humantime::format_duration(delay), "attempt failed, will retry");
+        if ack(delivery).await {
+            kind.retried.inc();
+        }
+    }
+}
+
+/// Parks a copy of the input in the retry queue for `delay`; false (and the
+/// input requeued) when that is impossible, so nothing is lost.
+async fn delay_publish<F: Function>(
+    shared: &Shared<F>,
+    session: &Session,
+    delivery: &Delivery,
+    delay: Duration,
+    properties: lapin::BasicProperties,
+) -> bool {
     let queue = match ensure_retry_queue(shared, session, delay).await {
         Ok(queue) => queue,
         Err(error) => {
             warn!(%error, "cannot declare the retry queue; returning the input to the queue");
             requeue(delivery).await;
-            return;
+            return false;
         }
     };
-    let properties = record.after_failure(&delivery.properties, reason, Utc::now());
     match session
         .publisher
         .publish("", &queue, &delivery.data, properties)
         .await
     {
-        Ok(()) => {
-            warn!(attempt = record.attempt(), %reason, delay = %humantime::format_duration(delay), "attempt failed, will retry");
-            if ack(delivery).await {
-                kind.retried.inc();
-            }
-        }
+        Ok(()) => true,
         Err(error) => {
-            warn!(%error, "cannot schedule the retry; returning the input to the queue");
+            warn!(%error, "cannot park the input for later; returning it to the queue");
             requeue(delivery).await;
+            false
         }
     }
 }

@@ -51,7 +51,7 @@ async fn stop(running: RunningFunction, stop: CancellationToken) {
 async fn every_event_is_handled_once_and_acked() {
     let vhost = TestVhost::new("happy");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     for i in 0..25 {
         client.publish_probe(&format!("e{i}"), json!({})).await;
     }
@@ -105,7 +105,7 @@ async fn every_event_is_handled_once_and_acked() {
 async fn failures_are_retried_with_backoff_without_blocking_others() {
     let vhost = TestVhost::new("retry");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     client
         .publish_probe("flaky", json!({"fail_first": 2}))
         .await;
@@ -144,7 +144,7 @@ async fn failures_are_retried_with_backoff_without_blocking_others() {
 async fn a_handler_delay_request_is_honoured() {
     let vhost = TestVhost::new("retryafter");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     client
         .publish_probe("slow", json!({"fail_first": 1, "retry_after_ms": 1100}))
         .await;
@@ -157,10 +157,43 @@ async fn a_handler_delay_request_is_honoured() {
 }
 
 #[tokio::test]
+async fn deferred_inputs_come_back_later_without_spending_attempts() {
+    // Retries are exhausted after 3 attempts; deferring 4 times must not dead-letter.
+    let vhost = TestVhost::new("defer");
+    let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
+    let client = support::client(&vhost).await;
+    client
+        .publish_probe("patient", json!({"defer_times": 4}))
+        .await;
+    eventually(WAIT, "patient done", || journal.completed("patient") == 1).await;
+    let calls = journal.calls("patient");
+    assert_eq!(calls.len(), 5);
+    assert!(calls.iter().all(|c| c.attempt == 1), "{calls:?}");
+    for pair in calls.windows(2) {
+        // 300 ms rounds up to the 1 s minimum of a deferral.
+        assert!(pair[1].at - pair[0].at >= Duration::from_secs(1));
+    }
+    let text = running.metrics().encode();
+    assert_eq!(
+        metric(&text, "safecity_events_deferred_total", "fire"),
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "safecity_events_dead_lettered_total",
+            "reason=\"exhausted\""
+        ),
+        Some(0.0)
+    );
+    stop(running, token).await;
+}
+
+#[tokio::test]
 async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons() {
     let vhost = TestVhost::new("deadletter");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     let dead = FunctionQueues::new("probe").expect("name").dead_letter();
 
     let rejected = client
@@ -239,7 +272,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
 async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
     let vhost = TestVhost::new("poison");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     let dead = FunctionQueues::new("probe").expect("name").dead_letter();
 
     client
@@ -328,7 +361,7 @@ async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
 async fn a_panicking_handler_is_a_failed_attempt() {
     let vhost = TestVhost::new("panic");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     client
         .publish_probe("crashy", json!({"panic_first": 1}))
         .await;
@@ -347,7 +380,7 @@ async fn concurrency_never_exceeds_the_limit() {
     let vhost = TestVhost::new("concurrency");
     let (running, journal, token) =
         start_probe(&vhost, "probe", &[("SAFECITY_CONCURRENCY", "3")]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     for i in 0..30 {
         client
             .publish_probe(&format!("c{i}"), json!({"sleep_ms": 40}))
@@ -363,7 +396,7 @@ async fn concurrency_never_exceeds_the_limit() {
 async fn emit_publishes_confirmed_and_unroutable_is_an_error() {
     let vhost = TestVhost::new("emit");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
 
     // Someone listens to `gun`; nobody listens to `knife`.
     let listener = "listener.gun";

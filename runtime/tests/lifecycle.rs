@@ -45,7 +45,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_the_rest_queued() {
     ];
     let (running, stop) = start_probe(&vhost, &journal, &settings).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     for i in 0..12 {
         client
             .publish_probe(&format!("s{i}"), json!({"sleep_ms": 600}))
@@ -93,7 +93,7 @@ async fn work_unfinished_when_the_grace_expires_is_requeued_not_lost() {
     ];
     let (running, stop) = start_probe(&vhost, &journal, &settings).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     for i in 0..4 {
         client
             .publish_probe(&format!("g{i}"), json!({"sleep_ms": 2500}))
@@ -132,7 +132,7 @@ async fn a_connection_closed_by_the_broker_is_reestablished_and_nothing_is_lost(
     let journal = Journal::default();
     let (running, stop) = start_probe(&vhost, &journal, &[("SAFECITY_CONCURRENCY", "5")]).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     for i in 0..60 {
         client
             .publish_probe(&format!("r{i}"), json!({"sleep_ms": 30}))
@@ -140,7 +140,7 @@ async fn a_connection_closed_by_the_broker_is_reestablished_and_nothing_is_lost(
     }
     eventually(WAIT, "some progress", || journal.total_completed() >= 10).await;
     vhost.close_connections();
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     eventually(WAIT, "every event handled", || {
         (0..60).all(|i| journal.completed(&format!("r{i}")) >= 1)
     })
@@ -214,7 +214,7 @@ async fn an_unavailable_broker_at_start_is_waited_for() {
 #[tokio::test]
 async fn a_conflicting_queue_stops_start_up_with_a_clear_error() {
     let vhost = TestVhost::new("conflict");
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     let queue = FunctionQueues::new("probe").expect("name").work();
     client
         .channel
@@ -345,7 +345,7 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let client = vhost.client().await;
+    let client = support::client(&vhost).await;
     let mut event = SafetyEvent {
         event_type: EventType::Fire,
         incident_id: "inc-1".into(),
@@ -366,6 +366,10 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
             },
         }],
         captured_at: chrono::Utc::now(),
+        frame_size: safecity_runtime::FrameSize {
+            width: 640,
+            height: 360,
+        },
         snapshot: None,
     };
     client

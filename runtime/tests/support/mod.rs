@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,96 +17,26 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use safecity_runtime::event::CLOUDEVENTS_JSON;
 use safecity_runtime::topology::EVENTS_EXCHANGE;
-use safecity_runtime::{
-    CloudEvent, Context, EventType, Function, HandlerError, RuntimeConfig, Subscription,
-};
+use safecity_runtime::{CloudEvent, Context, EventType, Function, HandlerError, Subscription};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-/// Runs `rabbitmqctl` and fails the test with its output if it fails.
-pub fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed (the test script installs RabbitMQ)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+#[allow(unused_imports)]
+pub use safecity_runtime::testing::{TestVhost, rabbitmqctl};
 
-/// A throw-away virtual host on the local broker, deleted on drop.
-pub struct TestVhost {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestVhost {
-    pub fn new(test: &str) -> Self {
-        let name = format!(
-            "safecity-test-{test}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let host =
-            std::env::var("SAFECITY_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
-        let url = format!("amqp://guest:guest@{host}/{name}");
-        TestVhost { name, url }
-    }
-
-    /// Closes every client connection of this vhost, as an administrator would.
-    pub fn close_connections(&self) {
-        rabbitmqctl(&[
-            "close_all_connections",
-            "-p",
-            &self.name,
-            "closed by the test",
-        ]);
-    }
-
-    /// A runtime configuration for this vhost with fast retries and an
-    /// ephemeral HTTP port on loopback.
-    pub fn config(&self, overrides: &[(&str, &str)]) -> RuntimeConfig {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("SAFECITY_AMQP_URL".to_owned(), self.url.clone()),
-            ("SAFECITY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("SAFECITY_RETRY_DELAYS".to_owned(), "200ms,400ms".to_owned()),
-            ("SAFECITY_SHUTDOWN_GRACE".to_owned(), "5s".to_owned()),
-            (
-                "SAFECITY_RECONNECT_MAX_DELAY".to_owned(),
-                "500ms".to_owned(),
-            ),
-        ]);
-        for (k, v) in overrides {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        RuntimeConfig::from_lookup(|name| vars.get(name).cloned()).expect("valid test config")
-    }
-
-    pub async fn client(&self) -> Client {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .expect("test client connects");
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .confirm_select(Default::default())
-            .await
-            .expect("confirm mode");
-        Client {
-            _connection: connection,
-            channel,
-        }
-    }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
+/// A plain AMQP client on a test vhost.
+pub async fn client(vhost: &TestVhost) -> Client {
+    let connection = Connection::connect(&vhost.url, ConnectionProperties::default())
+        .await
+        .expect("test client connects");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
+    Client {
+        _connection: connection,
+        channel,
     }
 }
 
@@ -271,6 +200,7 @@ impl Journal {
 
 /// A function whose behaviour each event scripts in its data:
 /// `fail_first` (retry that many attempts), `panic_first`, `reject`,
+/// `defer_times` (defer that many calls),
 /// `sleep_ms`, `emit` (an event type to emit), `retry_after_ms`.
 pub struct Probe {
     pub name: String,
@@ -315,6 +245,13 @@ impl Function for Probe {
         }
         if u64::from(attempt) <= number("panic_first") {
             panic!("scripted panic on attempt {attempt}");
+        }
+        let calls_so_far = self.journal.calls(&key).len() as u64;
+        if calls_so_far <= number("defer_times") {
+            return Err(HandlerError::defer(
+                "scripted rate limit",
+                Duration::from_millis(300),
+            ));
         }
         if event.data["reject"].as_bool() == Some(true) {
             return Err(HandlerError::dead_letter(

@@ -1,0 +1,125 @@
+//! fire-post settings, read once from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://fire-post.db?mode=rwc` | post ledger (SQLite file, or `postgres://…` shared by replicas) |
+//! | `SAFECITY_STORM_MAX_POSTS` | `3` | posts per region per window |
+//! | `SAFECITY_STORM_WINDOW` | `60s` | the window |
+//! | `SAFECITY_HIDE_PEOPLE` | `true` | pixelate people in snapshots |
+//!
+//! The notifier is configured by `safecity_social::NotifierConfig`.
+
+use std::time::Duration;
+
+/// A setting with an unusable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// How many posts a region may get per window; the rest merge into a follow-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StormLimit {
+    /// Posts per window per region (at least 1).
+    pub max_posts: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// fire-post's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirePostConfig {
+    /// Ledger database URL.
+    pub database_url: String,
+    /// Storm control.
+    pub storm: StormLimit,
+    /// Whether people in snapshots are pixelated.
+    pub hide_people: bool,
+}
+
+impl FirePostConfig {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        FirePostConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let database_url =
+            lookup("DATABASE_URL").unwrap_or_else(|| "sqlite://fire-post.db?mode=rwc".to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                value: database_url,
+                reason: "not a sqlite:// or postgres:// URL".to_owned(),
+            });
+        }
+        let max_text = lookup("SAFECITY_STORM_MAX_POSTS").unwrap_or_else(|| "3".to_owned());
+        let max_posts = max_text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError {
+                variable: "SAFECITY_STORM_MAX_POSTS",
+                value: max_text.clone(),
+                reason: "not a positive integer".to_owned(),
+            })?;
+        let window_text = lookup("SAFECITY_STORM_WINDOW").unwrap_or_else(|| "60s".to_owned());
+        let window = humantime::parse_duration(window_text.trim())
+            .ok()
+            .filter(|w| !w.is_zero())
+            .ok_or_else(|| ConfigError {
+                variable: "SAFECITY_STORM_WINDOW",
+                value: window_text.clone(),
+                reason: "not a positive duration like `60s`".to_owned(),
+            })?;
+        let hide_text = lookup("SAFECITY_HIDE_PEOPLE").unwrap_or_else(|| "true".to_owned());
+        let hide_people = match hide_text.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError {
+                    variable: "SAFECITY_HIDE_PEOPLE",
+                    value: hide_text,
+                    reason: "not true or false".to_owned(),
+                });
+            }
+        };
+        Ok(FirePostConfig {
+            database_url,
+            storm: StormLimit { max_posts, window },
+            hide_people,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let config = FirePostConfig::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config.storm.max_posts, 3);
+        assert_eq!(config.storm.window, Duration::from_secs(60));
+        assert!(config.hide_people);
+        for (variable, value) in [
+            ("SAFECITY_STORM_MAX_POSTS", "0"),
+            ("SAFECITY_STORM_WINDOW", "soon"),
+            ("SAFECITY_HIDE_PEOPLE", "maybe"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let err =
+                FirePostConfig::from_lookup(|name| (name == variable).then(|| value.to_owned()))
+                    .expect_err(variable);
+            assert_eq!(err.variable, variable);
+        }
+    }
+}

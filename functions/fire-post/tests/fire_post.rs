@@ -1,0 +1,417 @@
+//! fire-post end to end: a real RabbitMQ (own vhost), a real SQLite ledger and
+//! real HTTP servers on loopback playing Mastodon and a webhook receiver.
+
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use safecity_fire_post::{FirePost, StormLimit};
+use safecity_runtime::event::CLOUDEVENTS_JSON;
+use safecity_runtime::failure::header;
+use safecity_runtime::headers::get_str;
+use safecity_runtime::testing::TestVhost;
+use safecity_runtime::topology::{EVENTS_EXCHANGE, FunctionQueues};
+use safecity_runtime::{
+    BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, RunningFunction, SafetyEvent,
+};
+use safecity_social::mastodon::MastodonNotifier;
+use safecity_social::testkit::{FakeMastodon, FakeWebhook};
+use safecity_social::webhook::WebhookNotifier;
+use safecity_social::{Ledger, Notifier, Secret};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn snapshot() -> Jpeg {
+    // A fine checkerboard: pixelation cannot preserve it.
+    let image = image::RgbImage::from_fn(320, 180, |x, y| {
+        if (x / 2 + y / 2) % 2 == 0 {
+            image::Rgb([240, 240, 240])
+        } else {
+            image::Rgb([15, 15, 15])
+        }
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&image)
+        .expect("encode");
+    Jpeg(out)
+}
+
+fn fire(incident: &str, region: &str) -> SafetyEvent {
+    SafetyEvent {
+        event_type: EventType::Fire,
+        incident_id: incident.to_owned(),
+        camera: Camera {
+            id: format!("{region}-cam-01"),
+            region: region.to_owned(),
+            latitude: 35.1587,
+            longitude: 129.1604,
+        },
+        detections: vec![
+            Detection {
+                class: "fire".into(),
+                confidence: 0.93,
+                bounding_box: BoundingBox {
+                    x: 10.0,
+                    y: 10.0,
+                    width: 100.0,
+                    height: 80.0,
+                },
+            },
+            Detection {
+                class: "person".into(),
+                confidence: 0.8,
+                bounding_box: BoundingBox {
+                    x: 400.0,
+                    y: 100.0,
+                    width: 120.0,
+                    height: 240.0,
+                },
+            },
+        ],
+        captured_at: chrono::Utc::now(),
+        frame_size: FrameSize {
+            width: 640,
+            height: 360,
+        },
+        snapshot: Some(snapshot()),
+    }
+}
+
+struct Harness {
+    vhost: TestVhost,
+    _dir: TempDir,
+    running: Option<RunningFunction>,
+    stop: CancellationToken,
+    channel: lapin::Channel,
+    _connection: Connection,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Harness {
+    async fn start<N: Notifier>(notifier: N, storm: StormLimit) -> Self {
+        let vhost = TestVhost::new("fire-post");
+        let dir = std::env::temp_dir().join(format!("fire-post-{}", vhost.name));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.join("ledger.db").display());
+        let ledger = Ledger::open(&url, "fire-post").await.expect("ledger");
+        let stop = CancellationToken::new();
+        let running = safecity_runtime::start(
+            FirePost::new(notifier, ledger, storm, true),
+            vhost.config(&[("SAFECITY_RETRY_DELAYS", "200ms,200ms,200ms,200ms")]),
+            stop.clone(),
+        )
+        .await
+        .expect("fire-post starts");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !running.is_ready() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fire-post never consumed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let connection = Connection::connect(&vhost.url, ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        Harness {
+            vhost,
+            _dir: TempDir(dir),
+            running: Some(running),
+            stop,
+            channel,
+            _connection: connection,
+        }
+    }
+
+    async fn publish_raw(&self, body: &[u8]) {
+        self.channel
+            .basic_publish(
+                EVENTS_EXCHANGE.into(),
+                "fire".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                BasicProperties::default().with_content_type(CLOUDEVENTS_JSON.into()),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    async fn publish(&self, event: &SafetyEvent) -> Vec<u8> {
+        let body = event.clone().into_cloud_event().to_json();
+        self.publish_raw(&body).await;
+        body
+    }
+
+    fn succeeded(&self) -> f64 {
+        let text = self.running.as_ref().expect("running").metrics().encode();
+        text.lines()
+            .find(|l| l.starts_with("safecity_events_succeeded_total") && l.contains("\"fire\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn until(&self, what: &str, mut condition: impl FnMut(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !condition(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn dead_letter(&self) -> lapin::message::BasicGetMessage {
+        let queue = FunctionQueues::new("fire-post")
+            .expect("name")
+            .dead_letter();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(message) = self
+                .channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
+                return message;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        self.stop.cancel();
+        self.running
+            .take()
+            .expect("running")
+            .join()
+            .await
+            .expect("clean stop");
+        let _ = &self.vhost;
+    }
+}
+
+fn limit(max_posts: u32, window: Duration) -> StormLimit {
+    StormLimit { max_posts, window }
+}
+
+#[tokio::test]
+async fn each_fire_is_posted_once_with_people_hidden_in_its_snapshot() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    let event = fire("inc-1", "busan");
+    let body = harness.publish(&event).await;
+    harness
+        .until("the alert", |_| server.statuses().len() == 1)
+        .await;
+    // The same event delivered again, and the same incident detected again.
+    harness.publish_raw(&body).await;
+    harness.publish(&fire("inc-1", "busan")).await;
+    harness
+        .until("three events handled", |h| h.succeeded() == 3.0)
+        .await;
+
+    let statuses = server.statuses();
+    assert_eq!(statuses.len(), 1, "exactly one post");
+    let status = &statuses[0];
+    assert!(
+        status.text.contains("busan-cam-01") && status.text.contains("Fire detected"),
+        "{}",
+        status.text
+    );
+    assert_eq!(status.idempotency_key.as_deref(), Some("fire-post-inc-1"));
+    assert_eq!(
+        status.media.len(),
+        1,
+        "snapshot uploaded first and attached"
+    );
+    let posted = image::load_from_memory(&status.media[0].bytes)
+        .expect("a JPEG")
+        .to_rgb8();
+    let original = image::load_from_memory(&event.snapshot.as_ref().expect("snapshot").0)
+        .expect("jpeg")
+        .to_rgb8();
+    // The person box (400..520 x 100..340 in the 640x360 frame) is 200..260 x 50..170 here:
+    // its pattern is flattened into blocks; the rest of the picture is kept.
+    let changed = |x: u32, y: u32| {
+        let (a, b) = (posted.get_pixel(x, y).0, original.get_pixel(x, y).0);
+        (i32::from(a[0]) - i32::from(b[0])).abs()
+    };
+    let inside: i32 = (205..255).map(|x| changed(x, 100)).sum();
+    let outside: i32 = (20..70).map(|x| changed(x, 20)).sum();
+    assert!(inside > outside * 5, "inside {inside} outside {outside}");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn outages_and_rate_limits_are_retried_until_the_post_goes_out() {
+    let server = FakeMastodon::start("tok").await;
+    server.fail_next(2, 503, None);
+    server.fail_next(1, 429, Some("1"));
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    let started = tokio::time::Instant::now();
+    harness.publish(&fire("inc-2", "seoul")).await;
+    harness
+        .until("the post after the outage", |_| {
+            server.statuses().len() == 1
+        })
+        .await;
+    assert_eq!(
+        server.status_requests(),
+        4,
+        "two 503s, one 429, then success"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    harness.until("acked", |h| h.succeeded() == 1.0).await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_rejection_is_dead_lettered_with_the_servers_answer() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("expired"), "public");
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    harness.publish(&fire("inc-3", "busan")).await;
+    let message = harness.dead_letter().await;
+    let headers = message.delivery.properties.headers().as_ref();
+    let reason = get_str(headers, header::DEAD_LETTER_REASON).expect("reason");
+    assert!(
+        reason.contains("HTTP 401") && reason.contains("access token is invalid"),
+        "{reason}"
+    );
+    assert_eq!(
+        get_str(headers, header::DEAD_LETTER_CAUSE),
+        Some("rejected")
+    );
+    assert!(server.statuses().is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_events_are_dead_lettered_and_the_function_lives_on() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    let mut bad = serde_json::to_value(fire("inc-4", "busan")).expect("json");
+    bad["camera"]["latitude"] = serde_json::json!("north");
+    let envelope = serde_json::json!({
+        "specversion": "1.0", "id": "x1", "source": "/cameras/x", "type": "fire",
+        "time": "2026-11-27T10:00:00Z", "data": bad,
+    });
+    harness
+        .publish_raw(&serde_json::to_vec(&envelope).expect("json"))
+        .await;
+    let message = harness.dead_letter().await;
+    let reason = get_str(
+        message.delivery.properties.headers().as_ref(),
+        header::DEAD_LETTER_REASON,
+    )
+    .expect("reason")
+    .to_owned();
+    assert!(reason.contains("data.camera.latitude"), "{reason}");
+    harness.publish(&fire("inc-5", "busan")).await;
+    harness
+        .until("the valid event posted", |_| server.statuses().len() == 1)
+        .await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_storm_becomes_the_allowed_alerts_plus_one_follow_up() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start(notifier, limit(2, Duration::from_secs(2))).await;
+    for i in 0..5 {
+        harness
+            .publish(&fire(&format!("storm-{i}"), "daejeon"))
+            .await;
+    }
+    harness.publish(&fire("elsewhere", "seoul")).await;
+    harness
+        .until(
+            "2 alerts + 1 follow-up in daejeon, 1 alert in seoul",
+            |_| server.statuses().len() == 4,
+        )
+        .await;
+    harness
+        .until("every event acknowledged", |h| h.succeeded() == 6.0)
+        .await;
+    let statuses = server.statuses();
+    let follow_ups: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.text.contains("More fire alerts"))
+        .collect();
+    assert_eq!(follow_ups.len(), 1, "{statuses:#?}");
+    assert!(
+        follow_ups[0]
+            .text
+            .contains("3 more fire incident(s) detected in daejeon"),
+        "{}",
+        follow_ups[0].text
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.text.contains("Fire detected"))
+            .count(),
+        3
+    );
+    // Nothing more comes later: every held incident is merged.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(server.statuses().len(), 4);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_webhook_backend_delivers_signed_alerts_once() {
+    let server = FakeWebhook::start("hook-secret").await;
+    let notifier = WebhookNotifier::new(&server.url(), Secret::new("hook-secret"));
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    let body = harness.publish(&fire("inc-6", "busan")).await;
+    harness.publish_raw(&body).await;
+    harness
+        .until("two deliveries handled", |h| h.succeeded() == 2.0)
+        .await;
+    let deliveries = server.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].idempotency_key, "fire-post-inc-6");
+    assert!(
+        deliveries[0].body["text"]
+            .as_str()
+            .expect("text")
+            .contains("화재 경보")
+    );
+    assert_eq!(
+        deliveries[0].body["media"].as_array().expect("media").len(),
+        1
+    );
+    harness.stop().await;
+}

@@ -1,0 +1,362 @@
+//! Real HTTP servers on loopback that play a Mastodon instance and a webhook
+//! receiver in tests, enforcing the API rules the backends must respect.
+//!
+//! These are test peers, not mocks of our code: they speak HTTP on
+//! `127.0.0.1:0` and reject what a real server would reject.
+//!
+//! Mastodon rules enforced: a wrong bearer token gets 401; `media_ids` must
+//! name uploaded media (else 422); an empty status gets 422; replaying an
+//! `Idempotency-Key` returns the first status without creating another.
+//! Webhook rules: a bad `X-Safecity-Signature` gets 401; a replayed
+//! `Idempotency-Key` returns the first answer. Both can be told to fail the
+//! next requests with a status and an optional `Retry-After`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::secret::Secret;
+use crate::webhook::{SIGNATURE_HEADER, signature};
+
+/// A status the fake Mastodon created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedStatus {
+    /// Its id.
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// Attached media, as uploaded.
+    pub media: Vec<UploadedMedia>,
+    /// The `Idempotency-Key` it was created with.
+    pub idempotency_key: Option<String>,
+}
+
+/// An uploaded media attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadedMedia {
+    /// Its id.
+    pub id: String,
+    /// Alt text.
+    pub description: String,
+    /// Bytes of the file.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    status: StatusCode,
+    retry_after: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct MastodonState {
+    token: String,
+    media: HashMap<String, UploadedMedia>,
+    statuses: Vec<CreatedStatus>,
+    by_key: HashMap<String, String>,
+    failures: Vec<Failure>,
+    requests: u64,
+    next_id: u64,
+}
+
+/// A Mastodon-compatible server on loopback.
+#[derive(Debug, Clone)]
+pub struct FakeMastodon {
+    addr: SocketAddr,
+    state: Arc<Mutex<MastodonState>>,
+}
+
+fn failure_response(failure: Failure) -> Response {
+    let mut response = (
+        failure.status,
+        axum::Json(json!({"error": format!("injected {}", failure.status.as_u16())})),
+    )
+        .into_response();
+    if let Some(after) = failure.retry_after
+        && let Ok(value) = HeaderValue::from_str(&after)
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"error": "The access token is invalid"})),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn upload_media(
+    State(state): State<Arc<Mutex<MastodonState>>>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Response {
+    let token = state.lock().expect("state").token.clone();
+    if bearer(&headers) != Some(token.as_str()) {
+        return unauthorized();
+    }
+    let mut bytes = None;
+    let mut description = String::new();
+    while let Ok(Some(field)) = multipart.next_field().await {
+        match field.name() {
+            Some("file") => bytes = field.bytes().await.ok().map(|b| b.to_vec()),
+            Some("description") => description = field.text().await.unwrap_or_default(),
+            _ => {}
+        }
+    }
+    let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"error": "Validation failed: File can't be blank"})),
+        )
+            .into_response();
+    };
+    let mut state = state.lock().expect("state");
+    state.next_id += 1;
+    let id = format!("m{}", state.next_id);
+    state.media.insert(
+        id.clone(),
+        UploadedMedia {
+            id: id.clone(),
+            description,
+            bytes,
+        },
+    );
+    axum::Json(json!({"id": id, "type": "image"})).into_response()
+}
+
+async fn create_status(
+    State(state): State<Arc<Mutex<MastodonState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = state.lock().expect("state");
+    state.requests += 1;
+    if !state.failures.is_empty() {
+        let failure = state.failures.remove(0);
+        return failure_response(failure);
+    }
+    if bearer(&headers) != Some(state.token.as_str()) {
+        return unauthorized();
+    }
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(existing) = key.as_ref().and_then(|k| state.by_key.get(k)) {
+        let id = existing.clone();
+        return axum::Json(json!({"id": id, "url": format!("https://fake.social/@city/{id}")}))
+            .into_response();
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "body is not JSON"})),
+        )
+            .into_response();
+    };
+    let text = request["status"].as_str().unwrap_or("").to_owned();
+    if text.trim().is_empty() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"error": "Validation failed: Text can't be blank"})),
+        )
+            .into_response();
+    }
+    let mut media = Vec::new();
+    for id in request["media_ids"].as_array().into_iter().flatten() {
+        match id.as_str().and_then(|id| state.media.get(id)) {
+            Some(found) => media.push(found.clone()),
+            None => {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(
+                        json!({"error": format!("Validation failed: media {id} not found")}),
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    }
+    state.next_id += 1;
+    let id = format!("s{}", state.next_id);
+    if let Some(key) = &key {
+        state.by_key.insert(key.clone(), id.clone());
+    }
+    state.statuses.push(CreatedStatus {
+        id: id.clone(),
+        text,
+        media,
+        idempotency_key: key,
+    });
+    axum::Json(json!({"id": id, "url": format!("https://fake.social/@city/{id}")})).into_response()
+}
+
+impl FakeMastodon {
+    /// Starts a server on `127.0.0.1:0` accepting `token`.
+    pub async fn start(token: &str) -> Self {
+        let state = Arc::new(Mutex::new(MastodonState {
+            token: token.to_owned(),
+            ..MastodonState::default()
+        }));
+        let app = Router::new()
+            .route("/api/v2/media", post(upload_media))
+            .route("/api/v1/statuses", post(create_status))
+            .with_state(state.clone());
+        let addr = serve(app).await;
+        FakeMastodon { addr, state }
+    }
+
+    /// Base URL of the server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Statuses created so far, in order.
+    pub fn statuses(&self) -> Vec<CreatedStatus> {
+        self.state.lock().expect("state").statuses.clone()
+    }
+
+    /// Requests to `/api/v1/statuses` so far, failed ones included.
+    pub fn status_requests(&self) -> u64 {
+        self.state.lock().expect("state").requests
+    }
+
+    /// Makes the next `count` status requests fail with `status`.
+    pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&str>) {
+        let failure = Failure {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            retry_after: retry_after.map(str::to_owned),
+        };
+        self.state
+            .lock()
+            .expect("state")
+            .failures
+            .extend(std::iter::repeat_n(failure, count));
+    }
+}
+
+/// A delivery the fake webhook accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The JSON body.
+    pub body: Value,
+    /// Its idempotency key.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Default)]
+struct WebhookState {
+    secret: String,
+    deliveries: Vec<Delivery>,
+    keys: HashSet<String>,
+    failures: Vec<Failure>,
+}
+
+/// A webhook receiver on loopback that checks signatures.
+#[derive(Debug, Clone)]
+pub struct FakeWebhook {
+    addr: SocketAddr,
+    state: Arc<Mutex<WebhookState>>,
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<WebhookState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = state.lock().expect("state");
+    if !state.failures.is_empty() {
+        let failure = state.failures.remove(0);
+        return failure_response(failure);
+    }
+    let expected = signature(&Secret::new(state.secret.clone()), &body);
+    let given = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    if given != Some(expected.as_str()) {
+        return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+    }
+    let Some(key) = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (StatusCode::BAD_REQUEST, "Idempotency-Key required").into_response();
+    };
+    if state.keys.insert(key.clone()) {
+        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+            return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+        };
+        state.deliveries.push(Delivery {
+            body,
+            idempotency_key: key.clone(),
+        });
+    }
+    axum::Json(json!({"id": key})).into_response()
+}
+
+impl FakeWebhook {
+    /// Starts a receiver on `127.0.0.1:0` that verifies signatures with `secret`.
+    pub async fn start(secret: &str) -> Self {
+        let state = Arc::new(Mutex::new(WebhookState {
+            secret: secret.to_owned(),
+            ..WebhookState::default()
+        }));
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(state.clone());
+        let addr = serve(app).await;
+        FakeWebhook { addr, state }
+    }
+
+    /// The URL to post to.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Accepted deliveries (each idempotency key once), in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.lock().expect("state").deliveries.clone()
+    }
+
+    /// Makes the next `count` requests fail with `status`.
+    pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&str>) {
+        let failure = Failure {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            retry_after: retry_after.map(str::to_owned),
+        };
+        self.state
+            .lock()
+            .expect("state")
+            .failures
+            .extend(std::iter::repeat_n(failure, count));
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
