@@ -54,5 +54,7 @@ mod testkit;
 pub mod testing {
     pub use crate::context::{Emitted, TestContext};
     #[cfg(feature = "testkit")]
-    pub use crate::testkit::{TestVhost, rabbitmqctl};
+    pub use crate::testkit::{
+        TestClient, TestFunction, TestVhost, eventually, metric, rabbitmqctl,
+    };
 }

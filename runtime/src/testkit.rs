@@ -7,8 +7,25 @@
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::time::Instant;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RuntimeConfig;
+use crate::event::{CLOUDEVENTS_JSON, CloudEvent, EventData};
+use crate::function::Function;
+use crate::run::RunningFunction;
+use crate::topology::{EVENTS_EXCHANGE, FunctionQueues};
 
 /// Runs `rabbitmqctl` and panics with its output if it fails.
 pub fn rabbitmqctl(args: &[&str]) {
@@ -74,6 +91,221 @@ impl TestVhost {
             vars.insert(k, (*v).to_owned());
         }
         RuntimeConfig::from_lookup(|name| vars.get(name).cloned()).expect("valid test config")
+    }
+}
+
+impl TestVhost {
+    /// A confirm-mode client on this vhost, playing producer and inspector.
+    pub async fn client(&self) -> TestClient {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .expect("the test client connects to the local broker");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        TestClient {
+            _connection: connection,
+            channel,
+        }
+    }
+}
+
+/// A plain AMQP client for tests: publishes events, reads queues.
+pub struct TestClient {
+    _connection: Connection,
+    /// The confirm-mode channel, for anything the helpers do not cover.
+    pub channel: Channel,
+}
+
+impl TestClient {
+    /// Publishes `body` to the events exchange with `mandatory`, waits for the
+    /// confirm and panics if no queue was bound for `routing_key`.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], content_type: Option<&str>) {
+        let mut properties = BasicProperties::default().with_delivery_mode(2);
+        if let Some(content_type) = content_type {
+            properties = properties.with_content_type(content_type.into());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                EVENTS_EXCHANGE.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(
+            confirm.is_ack() && confirm.take_message().is_none(),
+            "event to `{routing_key}` was not routed"
+        );
+    }
+
+    /// Publishes a CloudEvent under its type; returns the body sent.
+    pub async fn publish_event<T: EventData>(&self, event: &CloudEvent<T>) -> Vec<u8> {
+        let body = event.to_json();
+        self.publish_raw(
+            event.attributes.event_type.as_str(),
+            &body,
+            Some(CLOUDEVENTS_JSON),
+        )
+        .await;
+        body
+    }
+
+    /// Ready messages of a queue (passive declare: exact and immediate).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    /// Takes one message from a queue, if any.
+    pub async fn get(&self, queue: &str) -> Option<BasicGetMessage> {
+        self.channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+    }
+
+    /// Waits up to `timeout` for a message on `queue`.
+    pub async fn wait_get(&self, queue: &str, timeout: Duration) -> Option<BasicGetMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(message) = self.get(queue).await {
+                return Some(message);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits up to `timeout` for the next dead letter of `function`.
+    pub async fn wait_dead_letter(
+        &self,
+        function: &str,
+        timeout: Duration,
+    ) -> Option<BasicGetMessage> {
+        let queue = FunctionQueues::new(function)
+            .expect("a valid function name")
+            .dead_letter();
+        self.wait_get(&queue, timeout).await
+    }
+
+    /// Consumes from a queue into a channel of bodies (e.g. emitted events).
+    pub async fn collect(&self, queue: &str) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                ShortString::from(queue),
+                ShortString::from(""),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if tx.send(delivery.data).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Polls `condition` every 10 ms; panics naming `what` after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads one sample from Prometheus text: the first line of metric `name`
+/// containing `label_fragment`, e.g. `metric(&text, "safecity_events_succeeded_total", "\"fire\"")`.
+pub fn metric(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(label_fragment))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// A function running in-process on its own vhost, with a client beside it.
+pub struct TestFunction {
+    /// The function's vhost (dropped, and deleted, after the function stops).
+    pub vhost: TestVhost,
+    /// A client on the same vhost.
+    pub client: TestClient,
+    running: Option<RunningFunction>,
+    stop: CancellationToken,
+}
+
+impl TestFunction {
+    /// Starts `function` on a fresh vhost named after `test` with
+    /// [`TestVhost::config`] plus `overrides`, and waits until it consumes.
+    pub async fn start<F: Function>(test: &str, function: F, overrides: &[(&str, &str)]) -> Self {
+        let vhost = TestVhost::new(test);
+        let stop = CancellationToken::new();
+        let running = crate::run::start(function, vhost.config(overrides), stop.clone())
+            .await
+            .expect("the function starts");
+        eventually(Duration::from_secs(30), "the function consumes", || {
+            running.is_ready()
+        })
+        .await;
+        let client = vhost.client().await;
+        TestFunction {
+            vhost,
+            client,
+            running: Some(running),
+            stop,
+        }
+    }
+
+    /// The running function (metrics, readiness, HTTP address).
+    pub fn running(&self) -> &RunningFunction {
+        self.running.as_ref().expect("running until stop()")
+    }
+
+    /// One sample of the function's metrics (see [`metric`]); 0 when absent.
+    pub fn metric(&self, name: &str, label_fragment: &str) -> f64 {
+        metric(&self.running().metrics().encode(), name, label_fragment).unwrap_or(0.0)
+    }
+
+    /// Stops the function gracefully and waits for the drain.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        self.running
+            .take()
+            .expect("running")
+            .join()
+            .await
+            .expect("the function stops cleanly");
     }
 }
 

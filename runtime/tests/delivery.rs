@@ -51,9 +51,9 @@ async fn stop(running: RunningFunction, stop: CancellationToken) {
 async fn every_event_is_handled_once_and_acked() {
     let vhost = TestVhost::new("happy");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     for i in 0..25 {
-        client.publish_probe(&format!("e{i}"), json!({})).await;
+        support::publish_probe(&client, &format!("e{i}"), json!({})).await;
     }
     eventually(WAIT, "25 completions", || journal.total_completed() == 25).await;
     for i in 0..25 {
@@ -105,11 +105,9 @@ async fn every_event_is_handled_once_and_acked() {
 async fn failures_are_retried_with_backoff_without_blocking_others() {
     let vhost = TestVhost::new("retry");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
-    client
-        .publish_probe("flaky", json!({"fail_first": 2}))
-        .await;
-    client.publish_probe("after", json!({})).await;
+    let client = vhost.client().await;
+    support::publish_probe(&client, "flaky", json!({"fail_first": 2})).await;
+    support::publish_probe(&client, "after", json!({})).await;
     eventually(WAIT, "flaky succeeds", || journal.completed("flaky") == 1).await;
 
     let calls = journal.calls("flaky");
@@ -144,10 +142,13 @@ async fn failures_are_retried_with_backoff_without_blocking_others() {
 async fn a_handler_delay_request_is_honoured() {
     let vhost = TestVhost::new("retryafter");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
-    client
-        .publish_probe("slow", json!({"fail_first": 1, "retry_after_ms": 1100}))
-        .await;
+    let client = vhost.client().await;
+    support::publish_probe(
+        &client,
+        "slow",
+        json!({"fail_first": 1, "retry_after_ms": 1100}),
+    )
+    .await;
     eventually(WAIT, "slow succeeds", || journal.completed("slow") == 1).await;
     let calls = journal.calls("slow");
     let gap = calls[1].at - calls[0].at;
@@ -161,10 +162,8 @@ async fn deferred_inputs_come_back_later_without_spending_attempts() {
     // Retries are exhausted after 3 attempts; deferring 4 times must not dead-letter.
     let vhost = TestVhost::new("defer");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
-    client
-        .publish_probe("patient", json!({"defer_times": 4}))
-        .await;
+    let client = vhost.client().await;
+    support::publish_probe(&client, "patient", json!({"defer_times": 4})).await;
     eventually(WAIT, "patient done", || journal.completed("patient") == 1).await;
     let calls = journal.calls("patient");
     assert_eq!(calls.len(), 5);
@@ -193,12 +192,10 @@ async fn deferred_inputs_come_back_later_without_spending_attempts() {
 async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons() {
     let vhost = TestVhost::new("deadletter");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     let dead = FunctionQueues::new("probe").expect("name").dead_letter();
 
-    let rejected = client
-        .publish_probe("rejected", json!({"reject": true}))
-        .await;
+    let rejected = support::publish_probe(&client, "rejected", json!({"reject": true})).await;
     let message = client
         .wait_get(&dead, WAIT)
         .await
@@ -225,9 +222,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
         "a rejection is not retried"
     );
 
-    client
-        .publish_probe("hopeless", json!({"fail_first": 99}))
-        .await;
+    support::publish_probe(&client, "hopeless", json!({"fail_first": 99})).await;
     let message = client
         .wait_get(&dead, WAIT)
         .await
@@ -272,7 +267,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
 async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
     let vhost = TestVhost::new("poison");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     let dead = FunctionQueues::new("probe").expect("name").dead_letter();
 
     client
@@ -339,7 +334,7 @@ async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
     assert_eq!(reason, "missing required attribute `source`");
 
     // The handler never saw the poison, and the next good event is handled.
-    client.publish_probe("good", json!({})).await;
+    support::publish_probe(&client, "good", json!({})).await;
     eventually(WAIT, "good event handled", || {
         journal.completed("good") == 1
     })
@@ -361,10 +356,8 @@ async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
 async fn a_panicking_handler_is_a_failed_attempt() {
     let vhost = TestVhost::new("panic");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
-    client
-        .publish_probe("crashy", json!({"panic_first": 1}))
-        .await;
+    let client = vhost.client().await;
+    support::publish_probe(&client, "crashy", json!({"panic_first": 1})).await;
     eventually(WAIT, "crashy succeeds on attempt 2", || {
         journal.completed("crashy") == 1
     })
@@ -380,11 +373,9 @@ async fn concurrency_never_exceeds_the_limit() {
     let vhost = TestVhost::new("concurrency");
     let (running, journal, token) =
         start_probe(&vhost, "probe", &[("SAFECITY_CONCURRENCY", "3")]).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     for i in 0..30 {
-        client
-            .publish_probe(&format!("c{i}"), json!({"sleep_ms": 40}))
-            .await;
+        support::publish_probe(&client, &format!("c{i}"), json!({"sleep_ms": 40})).await;
     }
     eventually(WAIT, "30 completions", || journal.total_completed() == 30).await;
     let max = journal.with(|j| j.max_running);
@@ -396,7 +387,7 @@ async fn concurrency_never_exceeds_the_limit() {
 async fn emit_publishes_confirmed_and_unroutable_is_an_error() {
     let vhost = TestVhost::new("emit");
     let (running, journal, token) = start_probe(&vhost, "probe", &[]).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
 
     // Someone listens to `gun`; nobody listens to `knife`.
     let listener = "listener.gun";
@@ -422,9 +413,7 @@ async fn emit_publishes_confirmed_and_unroutable_is_an_error() {
         .expect("bind listener");
     let mut emitted = client.collect(listener).await;
 
-    let incoming = client
-        .publish_probe("emitter", json!({"emit": "gun"}))
-        .await;
+    let incoming = support::publish_probe(&client, "emitter", json!({"emit": "gun"})).await;
     let body = tokio::time::timeout(WAIT, emitted.recv())
         .await
         .expect("emitted in time")
@@ -445,9 +434,7 @@ async fn emit_publishes_confirmed_and_unroutable_is_an_error() {
         "a new span id"
     );
 
-    client
-        .publish_probe("lonely", json!({"emit": "knife"}))
-        .await;
+    support::publish_probe(&client, "lonely", json!({"emit": "knife"})).await;
     eventually(WAIT, "lonely handled", || journal.completed("lonely") == 1).await;
     let errors = journal.with(|j| j.emit_errors.clone());
     assert_eq!(errors.len(), 1, "{errors:?}");

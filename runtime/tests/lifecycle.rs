@@ -45,11 +45,9 @@ async fn shutdown_finishes_in_flight_work_and_leaves_the_rest_queued() {
     ];
     let (running, stop) = start_probe(&vhost, &journal, &settings).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     for i in 0..12 {
-        client
-            .publish_probe(&format!("s{i}"), json!({"sleep_ms": 600}))
-            .await;
+        support::publish_probe(&client, &format!("s{i}"), json!({"sleep_ms": 600})).await;
     }
     eventually(WAIT, "4 handlers running", || {
         journal.with(|j| j.running) == 4
@@ -93,11 +91,9 @@ async fn work_unfinished_when_the_grace_expires_is_requeued_not_lost() {
     ];
     let (running, stop) = start_probe(&vhost, &journal, &settings).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     for i in 0..4 {
-        client
-            .publish_probe(&format!("g{i}"), json!({"sleep_ms": 2500}))
-            .await;
+        support::publish_probe(&client, &format!("g{i}"), json!({"sleep_ms": 2500})).await;
     }
     eventually(WAIT, "4 handlers running", || {
         journal.with(|j| j.running) == 4
@@ -132,15 +128,13 @@ async fn a_connection_closed_by_the_broker_is_reestablished_and_nothing_is_lost(
     let journal = Journal::default();
     let (running, stop) = start_probe(&vhost, &journal, &[("SAFECITY_CONCURRENCY", "5")]).await;
     eventually(WAIT, "consuming", || running.is_ready()).await;
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     for i in 0..60 {
-        client
-            .publish_probe(&format!("r{i}"), json!({"sleep_ms": 30}))
-            .await;
+        support::publish_probe(&client, &format!("r{i}"), json!({"sleep_ms": 30})).await;
     }
     eventually(WAIT, "some progress", || journal.total_completed() >= 10).await;
     vhost.close_connections();
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     eventually(WAIT, "every event handled", || {
         (0..60).all(|i| journal.completed(&format!("r{i}")) >= 1)
     })
@@ -214,7 +208,7 @@ async fn an_unavailable_broker_at_start_is_waited_for() {
 #[tokio::test]
 async fn a_conflicting_queue_stops_start_up_with_a_clear_error() {
     let vhost = TestVhost::new("conflict");
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     let queue = FunctionQueues::new("probe").expect("name").work();
     client
         .channel
@@ -345,7 +339,7 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let client = support::client(&vhost).await;
+    let client = vhost.client().await;
     let mut event = SafetyEvent {
         event_type: EventType::Fire,
         incident_id: "inc-1".into(),

@@ -26,9 +26,10 @@ use safecity_runtime::{
 use safecity_social::ledger::PostKind;
 use std::time::Duration;
 
-use safecity_social::{IncidentState, Ledger, Media, Notifier, Post, Published, privacy};
+use safecity_social::post::public_snapshot;
+use safecity_social::{IncidentState, Ledger, Notifier, Post, Published};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::info;
 
 pub use config::{FirePostConfig, StormLimit};
 
@@ -95,34 +96,6 @@ impl<N: Notifier> FirePost<N> {
                 Err(error.into_verdict())
             }
         }
-    }
-
-    fn media(&self, event: &SafetyEvent) -> Option<Media> {
-        let snapshot = event.snapshot.as_ref()?;
-        let jpeg = if self.hide_people {
-            match privacy::hide_people(
-                &snapshot.0,
-                event.frame_size,
-                &event.detections,
-                &["person"],
-            ) {
-                Ok(hidden) => hidden,
-                Err(error) => {
-                    // A broken snapshot must not hold back a fire alert.
-                    warn!(%error, "snapshot unusable, posting without it");
-                    return None;
-                }
-            }
-        } else {
-            snapshot.0.clone()
-        };
-        Some(Media {
-            jpeg,
-            description: format!(
-                "Camera {} in {}: fire detected",
-                event.camera.id, event.camera.region
-            ),
-        })
     }
 
     /// Posts one follow-up for every held incident of `region` if the window
@@ -203,7 +176,14 @@ impl<N: Notifier> Function for FirePost<N> {
         let post = Post {
             text: message::alert_text(fire),
             language: "ko".to_owned(),
-            media: self.media(fire),
+            media: public_snapshot(
+                fire,
+                self.hide_people,
+                format!(
+                    "Camera {} in {}: fire detected",
+                    fire.camera.id, fire.camera.region
+                ),
+            ),
             idempotency_key: slot,
         };
         let published = self.publish(&post).await?;

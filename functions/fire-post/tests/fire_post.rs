@@ -3,22 +3,16 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use safecity_fire_post::{FirePost, StormLimit};
 use safecity_runtime::event::CLOUDEVENTS_JSON;
 use safecity_runtime::failure::header;
 use safecity_runtime::headers::get_str;
-use safecity_runtime::testing::TestVhost;
-use safecity_runtime::topology::{EVENTS_EXCHANGE, FunctionQueues};
-use safecity_runtime::{
-    BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, RunningFunction, SafetyEvent,
-};
+use safecity_runtime::testing::{TestFunction, eventually};
+use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_social::mastodon::MastodonNotifier;
 use safecity_social::testkit::{FakeMastodon, FakeWebhook};
 use safecity_social::webhook::WebhookNotifier;
 use safecity_social::{Ledger, Notifier, Secret};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -79,138 +73,71 @@ fn fire(incident: &str, region: &str) -> SafetyEvent {
     }
 }
 
+/// fire-post on its own vhost with a SQLite ledger in a temporary directory.
 struct Harness {
-    vhost: TestVhost,
-    _dir: TempDir,
-    running: Option<RunningFunction>,
-    stop: CancellationToken,
-    channel: lapin::Channel,
-    _connection: Connection,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    function: TestFunction,
+    ledger_dir: std::path::PathBuf,
 }
 
 impl Harness {
     async fn start<N: Notifier>(notifier: N, storm: StormLimit) -> Self {
-        let vhost = TestVhost::new("fire-post");
-        let dir = std::env::temp_dir().join(format!("fire-post-{}", vhost.name));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.join("ledger.db").display());
+        let ledger_dir = std::env::temp_dir().join(format!(
+            "fire-post-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&ledger_dir).expect("dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            ledger_dir.join("ledger.db").display()
+        );
         let ledger = Ledger::open(&url, "fire-post").await.expect("ledger");
-        let stop = CancellationToken::new();
-        let running = safecity_runtime::start(
+        let function = TestFunction::start(
+            "fire-post",
             FirePost::new(notifier, ledger, storm, true),
-            vhost.config(&[("SAFECITY_RETRY_DELAYS", "200ms,200ms,200ms,200ms")]),
-            stop.clone(),
+            &[("SAFECITY_RETRY_DELAYS", "200ms,200ms,200ms,200ms")],
         )
-        .await
-        .expect("fire-post starts");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !running.is_ready() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "fire-post never consumed"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let connection = Connection::connect(&vhost.url, ConnectionProperties::default())
-            .await
-            .expect("connect");
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .confirm_select(Default::default())
-            .await
-            .expect("confirms");
+        .await;
         Harness {
-            vhost,
-            _dir: TempDir(dir),
-            running: Some(running),
-            stop,
-            channel,
-            _connection: connection,
+            function,
+            ledger_dir,
         }
-    }
-
-    async fn publish_raw(&self, body: &[u8]) {
-        self.channel
-            .basic_publish(
-                EVENTS_EXCHANGE.into(),
-                "fire".into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                BasicProperties::default().with_content_type(CLOUDEVENTS_JSON.into()),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
     }
 
     async fn publish(&self, event: &SafetyEvent) -> Vec<u8> {
-        let body = event.clone().into_cloud_event().to_json();
-        self.publish_raw(&body).await;
-        body
+        self.function
+            .client
+            .publish_event(&event.clone().into_cloud_event())
+            .await
+    }
+
+    async fn publish_raw(&self, body: &[u8]) {
+        self.function
+            .client
+            .publish_raw("fire", body, Some(CLOUDEVENTS_JSON))
+            .await;
     }
 
     fn succeeded(&self) -> f64 {
-        let text = self.running.as_ref().expect("running").metrics().encode();
-        text.lines()
-            .find(|l| l.starts_with("safecity_events_succeeded_total") && l.contains("\"fire\""))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+        self.function
+            .metric("safecity_events_succeeded_total", "\"fire\"")
     }
 
     async fn until(&self, what: &str, mut condition: impl FnMut(&Self) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !condition(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(WAIT, what, || condition(self)).await;
     }
 
     async fn dead_letter(&self) -> lapin::message::BasicGetMessage {
-        let queue = FunctionQueues::new("fire-post")
-            .expect("name")
-            .dead_letter();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(message) = self
-                .channel
-                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .expect("get")
-            {
-                return message;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nothing dead-lettered"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.function
+            .client
+            .wait_dead_letter("fire-post", WAIT)
+            .await
+            .expect("a dead letter")
     }
 
-    async fn stop(mut self) {
-        self.stop.cancel();
-        self.running
-            .take()
-            .expect("running")
-            .join()
-            .await
-            .expect("clean stop");
-        let _ = &self.vhost;
+    async fn stop(self) {
+        self.function.stop().await;
+        let _ = std::fs::remove_dir_all(&self.ledger_dir);
     }
 }
 

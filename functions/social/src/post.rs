@@ -39,3 +39,38 @@ pub struct Published {
     /// Its public URL, when the network gives one.
     pub url: Option<String>,
 }
+
+/// A snapshot ready for a public post: people pixelated when `hide_people`.
+///
+/// A snapshot that cannot be decoded is left out (with a warning) rather than
+/// holding back the alert.
+pub fn public_snapshot(
+    event: &safecity_runtime::SafetyEvent,
+    hide_people: bool,
+    description: String,
+) -> Option<Media> {
+    let snapshot = event.snapshot.as_ref()?;
+    let jpeg = if hide_people {
+        match crate::privacy::hide_people(
+            &snapshot.0,
+            event.frame_size,
+            &event.detections,
+            &["person"],
+        ) {
+            Ok(hidden) => hidden,
+            Err(error) => {
+                tracing::warn!(%error, "snapshot unusable, posting without it");
+                return None;
+            }
+        }
+    } else {
+        snapshot.0.clone()
+    };
+    Some(Media { jpeg, description })
+}
+
+/// A time as people in Korea read it, e.g. `2026-11-27 19:05 KST` for `%Y-%m-%d %H:%M`.
+pub fn kst(at: chrono::DateTime<chrono::Utc>, format: &str) -> String {
+    let offset = chrono::FixedOffset::east_opt(9 * 3600).expect("+09:00 is a valid offset");
+    format!("{} KST", at.with_timezone(&offset).format(format))
+}

@@ -54,8 +54,24 @@ pub fn hide_people(
         );
     }
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 85).encode_image(&image)?;
+    encode_rgb_jpeg(image.as_raw(), image.width(), image.height(), &mut out)?;
     Ok(out)
+}
+
+/// Encodes packed RGB pixels as a quality-85 JPEG (snapshots, test scenes).
+pub fn encode_rgb_jpeg(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), PrivacyError> {
+    JpegEncoder::new_with_quality(out, 85).encode(
+        rgb,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(())
 }
 
 /// Replaces each block inside the rectangle by its mean colour. Blocks are an

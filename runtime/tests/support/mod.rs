@@ -10,153 +10,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use safecity_runtime::event::CLOUDEVENTS_JSON;
-use safecity_runtime::topology::EVENTS_EXCHANGE;
 use safecity_runtime::{CloudEvent, Context, EventType, Function, HandlerError, Subscription};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 #[allow(unused_imports)]
-pub use safecity_runtime::testing::{TestVhost, rabbitmqctl};
+pub use safecity_runtime::testing::{TestClient, TestVhost, eventually, metric, rabbitmqctl};
 
-/// A plain AMQP client on a test vhost.
-pub async fn client(vhost: &TestVhost) -> Client {
-    let connection = Connection::connect(&vhost.url, ConnectionProperties::default())
-        .await
-        .expect("test client connects");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(Default::default())
-        .await
-        .expect("confirm mode");
-    Client {
-        _connection: connection,
-        channel,
-    }
-}
-
-/// A plain AMQP client playing the producer and the inspector.
-pub struct Client {
-    _connection: Connection,
-    pub channel: Channel,
-}
-
-impl Client {
-    /// Publishes `body` to the events exchange and waits for the confirm.
-    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], content_type: Option<&str>) {
-        let mut properties = BasicProperties::default().with_delivery_mode(2);
-        if let Some(ct) = content_type {
-            properties = properties.with_content_type(ct.into());
-        }
-        let confirm = self
-            .channel
-            .basic_publish(
-                EVENTS_EXCHANGE.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(
-            confirm.is_ack() && confirm.take_message().is_none(),
-            "event to `{routing_key}` was not routed"
-        );
-    }
-
-    /// Publishes a fire event whose data scripts the probe's behaviour.
-    pub async fn publish_probe(&self, key: &str, script: Value) -> CloudEvent<Value> {
-        let mut data = script;
-        data["key"] = json!(key);
-        let event = CloudEvent::new("/cameras/test", EventType::Fire, data);
-        self.publish_raw("fire", &event.to_json(), Some(CLOUDEVENTS_JSON))
-            .await;
-        event
-    }
-
-    /// Ready messages of a queue (passive declare: exact and immediate).
-    pub async fn ready_count(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                ShortString::from(queue),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("queue exists")
-            .message_count()
-    }
-
-    /// Takes one message from a queue, if any.
-    pub async fn get(&self, queue: &str) -> Option<BasicGetMessage> {
-        self.channel
-            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-    }
-
-    /// Waits up to `timeout` for a message on `queue`.
-    pub async fn wait_get(&self, queue: &str, timeout: Duration) -> Option<BasicGetMessage> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(message) = self.get(queue).await {
-                return Some(message);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Consumes from a queue into a channel of bodies (for emitted events).
-    pub async fn collect(&self, queue: &str) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
-        let mut consumer = self
-            .channel
-            .basic_consume(
-                ShortString::from(queue),
-                ShortString::from(""),
-                lapin::options::BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                if tx.send(delivery.data).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
-pub async fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Publishes a fire event whose data scripts the probe's behaviour.
+pub async fn publish_probe(client: &TestClient, key: &str, script: Value) -> CloudEvent<Value> {
+    let mut data = script;
+    data["key"] = json!(key);
+    let event = CloudEvent::new("/cameras/test", EventType::Fire, data);
+    client.publish_event(&event).await;
+    event
 }
 
 /// One handler invocation as the probe saw it.
@@ -305,12 +172,4 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-/// Reads one sample of a metric from the text format, e.g.
-/// `metric(&text, "safecity_events_succeeded_total", "event_type=\"fire\"")`.
-pub fn metric(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(name) && line.contains(label_fragment))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
 }

@@ -1,0 +1,83 @@
+//! caption settings, read once from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://caption.db?mode=rwc` | post ledger |
+//! | `SAFECITY_CAMERA_REGISTRY` | none | camera registry TOML with place names |
+//! | `SAFECITY_HIDE_PEOPLE` | `true` | pixelate people in snapshots |
+//!
+//! The notifier is configured by `safecity_social::NotifierConfig`.
+
+/// A setting with an unusable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// caption's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptionConfig {
+    /// Ledger database URL.
+    pub database_url: String,
+    /// Camera registry path.
+    pub registry: Option<String>,
+    /// Whether people in snapshots are pixelated.
+    pub hide_people: bool,
+}
+
+impl CaptionConfig {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        CaptionConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let database_url =
+            lookup("DATABASE_URL").unwrap_or_else(|| "sqlite://caption.db?mode=rwc".to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                value: database_url,
+                reason: "not a sqlite:// or postgres:// URL".to_owned(),
+            });
+        }
+        let hide_text = lookup("SAFECITY_HIDE_PEOPLE").unwrap_or_else(|| "true".to_owned());
+        let hide_people = match hide_text.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError {
+                    variable: "SAFECITY_HIDE_PEOPLE",
+                    value: hide_text,
+                    reason: "not true or false".to_owned(),
+                });
+            }
+        };
+        Ok(CaptionConfig {
+            database_url,
+            registry: lookup("SAFECITY_CAMERA_REGISTRY").filter(|p| !p.is_empty()),
+            hide_people,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let config = CaptionConfig::from_lookup(|_| None).expect("defaults");
+        assert!(config.hide_people && config.registry.is_none());
+        let err = CaptionConfig::from_lookup(|n| (n == "SAFECITY_HIDE_PEOPLE").then(|| "x".into()))
+            .expect_err("bad bool");
+        assert_eq!(err.variable, "SAFECITY_HIDE_PEOPLE");
+    }
+}
