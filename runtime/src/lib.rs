@@ -55,6 +55,6 @@ pub mod testing {
     pub use crate::context::{Emitted, TestContext};
     #[cfg(feature = "testkit")]
     pub use crate::testkit::{
-        TestClient, TestFunction, TestVhost, eventually, metric, rabbitmqctl,
+        TestClient, TestFunction, TestVhost, eventually, http_get, metric, rabbitmqctl,
     };
 }

@@ -6,7 +6,6 @@
 #![allow(dead_code, missing_docs)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 #[allow(unused_imports)]
-pub use safecity_runtime::testing::{TestClient, TestVhost, eventually, metric, rabbitmqctl};
+pub use safecity_runtime::testing::{
+    TestClient, TestVhost, eventually, http_get, metric, rabbitmqctl,
+};
 
 /// Publishes a fire event whose data scripts the probe's behaviour.
 pub async fn publish_probe(client: &TestClient, key: &str, script: Value) -> CloudEvent<Value> {
@@ -145,31 +146,4 @@ impl Function for Probe {
             .with(|j| *j.completed.entry(key.clone()).or_default() += 1);
         Ok(())
     }
-}
-
-/// A minimal HTTP/1.0 GET on loopback: status code and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the function's HTTP port");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
