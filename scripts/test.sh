@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: broker, Python peers, lints, tests.
-# Slow suites run only when SAFECITY_SLOW_TESTS=1 (CI sets it).
+# The whole test suite on a fresh machine: services, Python peers, lints, tests.
+# Slow suites (the browser test, long scenes) run only with SAFECITY_SLOW_TESTS=1;
+# CI sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-rabbitmq.sh
+scripts/ensure-postgres.sh
 scripts/python-peers.sh
+if [ "${SAFECITY_SLOW_TESTS:-}" = "1" ]; then
+  scripts/ensure-chromium.sh
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -13,3 +18,6 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
+# Stops and restarts the shared broker: runs alone, after everything else.
+echo "==> broker fault tests (serial)"
+SAFECITY_BROKER_FAULT_TESTS=1 cargo test -p safecity-scaler --test broker_fault -- --ignored --test-threads=1

