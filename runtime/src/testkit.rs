@@ -27,8 +27,8 @@ use crate::function::Function;
 use crate::run::RunningFunction;
 use crate::topology::{EVENTS_EXCHANGE, FunctionQueues};
 
-/// Runs `rabbitmqctl` and panics with its output if it fails.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl`, panics with its output if it fails, returns its stdout.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let output = Command::new("rabbitmqctl")
         .args(args)
         .output()
@@ -39,6 +39,7 @@ pub fn rabbitmqctl(args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A throw-away virtual host on the local broker, deleted on drop.
@@ -58,8 +59,8 @@ impl TestVhost {
             "safecity-test-{test}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let _ = rabbitmqctl(&["add_vhost", &name]);
+        let _ = rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         let host =
             std::env::var("SAFECITY_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
         let url = format!("amqp://guest:guest@{host}/{name}");
@@ -68,7 +69,7 @@ impl TestVhost {
 
     /// Closes every client connection of this vhost, as an administrator would.
     pub fn close_connections(&self) {
-        rabbitmqctl(&[
+        let _ = rabbitmqctl(&[
             "close_all_connections",
             "-p",
             &self.name,

@@ -134,9 +134,7 @@ pub(crate) async fn handle_delivery<F: Function>(
     // Few, cheap fields: this span is created for every delivery.
     let span = tracing::info_span!(
         "handle",
-        event_type = input.kind(),
         event_id = attributes.as_ref().map_or("", |a| a.id.as_str()),
-        attempt = record.attempt(),
         trace_id = %trace.trace_id_display(),
     );
     if let Some(parent) = parent {

@@ -32,7 +32,7 @@ use safecity_runtime::EventType;
 use safecity_runtime::topology::EVENTS_EXCHANGE;
 use safecity_scaler::pb::GetMetricsRequest;
 use safecity_scaler::pb::external_scaler_client::ExternalScalerClient;
-use support::{TestVhost, scaled_object};
+use support::{ScalerVhost, TestVhost, scaled_object};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)

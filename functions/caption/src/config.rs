@@ -8,17 +8,7 @@
 //!
 //! The notifier is configured by `safecity_social::NotifierConfig`.
 
-/// A setting with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong.
-    pub reason: String,
-}
+pub use safecity_social::ConfigError;
 
 /// caption's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,26 +30,8 @@ impl CaptionConfig {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let database_url =
-            lookup("DATABASE_URL").unwrap_or_else(|| "sqlite://caption.db?mode=rwc".to_owned());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-            return Err(ConfigError {
-                variable: "DATABASE_URL",
-                value: database_url,
-                reason: "not a sqlite:// or postgres:// URL".to_owned(),
-            });
-        }
-        let hide_text = lookup("SAFECITY_HIDE_PEOPLE").unwrap_or_else(|| "true".to_owned());
-        let hide_people = match hide_text.trim() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                return Err(ConfigError {
-                    variable: "SAFECITY_HIDE_PEOPLE",
-                    value: hide_text,
-                    reason: "not true or false".to_owned(),
-                });
-            }
-        };
+            safecity_social::config::database_url(&lookup, "sqlite://caption.db?mode=rwc")?;
+        let hide_people = safecity_social::config::hide_people(&lookup)?;
         Ok(CaptionConfig {
             database_url,
             registry: lookup("SAFECITY_CAMERA_REGISTRY").filter(|p| !p.is_empty()),

@@ -11,17 +11,7 @@
 
 use std::time::Duration;
 
-/// A setting with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong.
-    pub reason: String,
-}
+pub use safecity_social::ConfigError;
 
 /// How many posts a region may get per window; the rest merge into a follow-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +42,7 @@ impl FirePostConfig {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let database_url =
-            lookup("DATABASE_URL").unwrap_or_else(|| "sqlite://fire-post.db?mode=rwc".to_owned());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-            return Err(ConfigError {
-                variable: "DATABASE_URL",
-                value: database_url,
-                reason: "not a sqlite:// or postgres:// URL".to_owned(),
-            });
-        }
+            safecity_social::config::database_url(&lookup, "sqlite://fire-post.db?mode=rwc")?;
         let max_text = lookup("SAFECITY_STORM_MAX_POSTS").unwrap_or_else(|| "3".to_owned());
         let max_posts = max_text
             .trim()
@@ -68,8 +51,7 @@ impl FirePostConfig {
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError {
                 variable: "SAFECITY_STORM_MAX_POSTS",
-                value: max_text.clone(),
-                reason: "not a positive integer".to_owned(),
+                reason: format!("`{max_text}` is not a positive integer"),
             })?;
         let window_text = lookup("SAFECITY_STORM_WINDOW").unwrap_or_else(|| "60s".to_owned());
         let window = humantime::parse_duration(window_text.trim())
@@ -77,21 +59,9 @@ impl FirePostConfig {
             .filter(|w| !w.is_zero())
             .ok_or_else(|| ConfigError {
                 variable: "SAFECITY_STORM_WINDOW",
-                value: window_text.clone(),
-                reason: "not a positive duration like `60s`".to_owned(),
+                reason: format!("`{window_text}` is not a positive duration like `60s`"),
             })?;
-        let hide_text = lookup("SAFECITY_HIDE_PEOPLE").unwrap_or_else(|| "true".to_owned());
-        let hide_people = match hide_text.trim() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                return Err(ConfigError {
-                    variable: "SAFECITY_HIDE_PEOPLE",
-                    value: hide_text,
-                    reason: "not true or false".to_owned(),
-                });
-            }
-        };
+        let hide_people = safecity_social::config::hide_people(&lookup)?;
         Ok(FirePostConfig {
             database_url,
             storm: StormLimit { max_posts, window },

@@ -162,6 +162,51 @@ async fn accidents_become_one_pin_per_incident_served_as_geojson() {
 }
 
 #[tokio::test]
+async fn malformed_accidents_are_dead_lettered_and_pinning_goes_on() {
+    let (url, dir) = sqlite_url("poison");
+    let store = PinStore::open(&url).await.expect("store");
+    let function = TestFunction::start("map-pin", MapPin::new(store.clone()), &[]).await;
+    let mut wire: serde_json::Value = serde_json::from_slice(
+        &accident("bad", 0.5, "2026-11-27T10:00:00Z")
+            .into_cloud_event()
+            .to_json(),
+    )
+    .expect("json");
+    wire["data"]["camera"]["longitude"] = serde_json::json!(500.0);
+    function
+        .client
+        .publish_raw(
+            "accident",
+            &serde_json::to_vec(&wire).expect("json"),
+            Some("application/cloudevents+json"),
+        )
+        .await;
+    let dead = function
+        .client
+        .wait_dead_letter("map-pin", WAIT)
+        .await
+        .expect("dead-lettered");
+    let reason = safecity_runtime::headers::get_str(
+        dead.delivery.properties.headers().as_ref(),
+        safecity_runtime::failure::header::DEAD_LETTER_REASON,
+    )
+    .expect("reason")
+    .to_owned();
+    assert!(reason.contains("data.camera.longitude"), "{reason}");
+    function
+        .client
+        .publish_event(&accident("good", 0.5, "2026-11-27T10:00:00Z").into_cloud_event())
+        .await;
+    eventually(WAIT, "the good event pinned", || {
+        function.metric("safecity_events_succeeded_total", "\"accident\"") == 1.0
+    })
+    .await;
+    assert_eq!(store.count().await.expect("count"), 1);
+    function.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn new_pins_are_pushed_over_server_sent_events() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (url, dir) = sqlite_url("sse");

@@ -100,6 +100,34 @@ fn secret(
         })
 }
 
+/// Reads `DATABASE_URL` (a `sqlite:` or `postgres` URL), or `default`.
+pub fn database_url(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let url = lookup("DATABASE_URL").unwrap_or_else(|| default.to_owned());
+    if url.starts_with("sqlite:") || url.starts_with("postgres") {
+        Ok(url)
+    } else {
+        Err(ConfigError {
+            variable: "DATABASE_URL",
+            reason: format!("`{url}` is not a sqlite:// or postgres:// URL"),
+        })
+    }
+}
+
+/// Reads `SAFECITY_HIDE_PEOPLE` (default `true`): pixelate people in public snapshots.
+pub fn hide_people(lookup: &dyn Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match lookup("SAFECITY_HIDE_PEOPLE").as_deref().map(str::trim) {
+        None | Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError {
+            variable: "SAFECITY_HIDE_PEOPLE",
+            reason: format!("`{other}` is not true or false"),
+        }),
+    }
+}
+
 impl NotifierConfig {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

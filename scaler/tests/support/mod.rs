@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -18,41 +17,25 @@ use safecity_scaler::{RunningScaler, ScalerConfig};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 
-/// Runs `rabbitmqctl` and fails the test with its output if it fails.
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+pub use safecity_runtime::testing::{TestVhost, rabbitmqctl};
 
-/// A throw-away virtual host on the local broker, deleted on drop.
-pub struct TestVhost {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestVhost {
-    pub fn new(test: &str) -> Self {
-        let name = format!(
-            "safecity-scaler-{test}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        TestVhost { name, url }
-    }
-
+/// The scaler's helpers on a test vhost.
+#[allow(async_fn_in_trait)]
+pub trait ScalerVhost {
     /// A scaler configuration for this vhost on ephemeral loopback ports.
-    pub fn config(&self, overrides: &[(&str, &str)]) -> ScalerConfig {
+    fn scaler_config(&self, overrides: &[(&str, &str)]) -> ScalerConfig;
+    /// Starts a scaler for this vhost.
+    async fn scaler(&self, overrides: &[(&str, &str)]) -> RunningScaler;
+    /// An AMQP client on this vhost (publisher confirms on).
+    async fn amqp(&self) -> Amqp;
+    /// Names of the queues bound to the events exchange with `routing_key`.
+    fn bound_queues(&self, routing_key: &str) -> Vec<String>;
+    /// Waits until the scaler's tap queue (server-named `amq.gen-…`) is bound for `routing_key`.
+    async fn wait_for_tap(&self, routing_key: &str);
+}
+
+impl ScalerVhost for TestVhost {
+    fn scaler_config(&self, overrides: &[(&str, &str)]) -> ScalerConfig {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("SAFECITY_AMQP_URL".to_owned(), self.url.clone()),
             (
@@ -83,15 +66,13 @@ impl TestVhost {
         ScalerConfig::from_lookup(|name| vars.get(name).cloned()).expect("valid test config")
     }
 
-    /// Starts a scaler for this vhost.
-    pub async fn scaler(&self, overrides: &[(&str, &str)]) -> RunningScaler {
-        safecity_scaler::start(self.config(overrides), CancellationToken::new())
+    async fn scaler(&self, overrides: &[(&str, &str)]) -> RunningScaler {
+        safecity_scaler::start(self.scaler_config(overrides), CancellationToken::new())
             .await
             .expect("scaler starts")
     }
 
-    /// An AMQP client on this vhost (publisher confirms on).
-    pub async fn amqp(&self) -> Amqp {
+    async fn amqp(&self) -> Amqp {
         let connection = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .expect("test client connects");
@@ -109,8 +90,7 @@ impl TestVhost {
         }
     }
 
-    /// Names of the queues bound to the events exchange with `routing_key`.
-    pub fn bound_queues(&self, routing_key: &str) -> Vec<String> {
+    fn bound_queues(&self, routing_key: &str) -> Vec<String> {
         rabbitmqctl(&[
             "list_bindings",
             "-q",
@@ -130,8 +110,7 @@ impl TestVhost {
         .collect()
     }
 
-    /// Waits until the scaler's tap queue (server-named `amq.gen-…`) is bound for `routing_key`.
-    pub async fn wait_for_tap(&self, routing_key: &str) {
+    async fn wait_for_tap(&self, routing_key: &str) {
         for _ in 0..100 {
             if self
                 .bound_queues(routing_key)
@@ -143,14 +122,6 @@ impl TestVhost {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the scaler never bound its tap for `{routing_key}`");
-    }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
     }
 }
 

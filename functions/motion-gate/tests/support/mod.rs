@@ -31,42 +31,18 @@ pub fn slow() -> bool {
     std::env::var("SAFECITY_SLOW_TESTS").is_ok_and(|v| v == "1")
 }
 
-pub fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+pub use safecity_runtime::testing::TestVhost;
 
-/// A throw-away virtual host on the local broker, deleted on drop.
-pub struct TestVhost {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestVhost {
-    pub fn new(test: &str) -> Self {
-        let name = format!(
-            "safecity-gate-test-{test}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let host =
-            std::env::var("SAFECITY_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
-        let url = format!("amqp://guest:guest@{host}/{name}");
-        TestVhost { name, url }
-    }
-
+/// The gate's helpers on a test vhost.
+#[allow(async_fn_in_trait)]
+pub trait GateVhost {
     /// Binds an exclusive queue to the frames exchange for `region` and
     /// streams decoded frames (with the raw headers checked by `Frame::decode`).
-    pub async fn frames(&self, region: &str) -> FrameTap {
+    async fn frames(&self, region: &str) -> FrameTap;
+}
+
+impl GateVhost for TestVhost {
+    async fn frames(&self, region: &str) -> FrameTap {
         let connection = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .expect("test client connects");
@@ -127,14 +103,6 @@ impl TestVhost {
             _connection: connection,
             rx,
         }
-    }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
     }
 }
 
