@@ -181,7 +181,7 @@ async fn deferred_inputs_come_back_later_without_spending_attempts() {
         metric(
             &text,
             "safecity_events_dead_lettered_total",
-            "reason=\"exhausted\""
+            "event_type=\"fire\",reason=\"exhausted\""
         ),
         Some(0.0)
     );
@@ -248,7 +248,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
         metric(
             &text,
             "safecity_events_dead_lettered_total",
-            "reason=\"rejected\""
+            "event_type=\"fire\",reason=\"rejected\""
         ),
         Some(1.0)
     );
@@ -256,7 +256,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
         metric(
             &text,
             "safecity_events_dead_lettered_total",
-            "reason=\"exhausted\""
+            "event_type=\"fire\",reason=\"exhausted\""
         ),
         Some(1.0)
     );
@@ -345,7 +345,7 @@ async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
         metric(
             &text,
             "safecity_events_dead_lettered_total",
-            "reason=\"decode\""
+            "event_type=\"invalid\",reason=\"decode\""
         ),
         Some(3.0)
     );
