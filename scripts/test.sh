@@ -20,4 +20,4 @@ echo "==> cargo test"
 cargo test --workspace
 # Stops and restarts the shared broker: runs alone, after everything else.
 echo "==> broker fault tests (serial)"
-SAFECITY_BROKER_FAULT_TESTS=1 cargo test -p safecity-scaler --test broker_fault -- --ignored --test-threads=1
+SAFECITY_BROKER_FAULT_TESTS=1 cargo test --workspace --test broker_fault -- --ignored --test-threads=1

@@ -9,6 +9,7 @@ use safecity_map_pin::web::{WebConfig, serve};
 use safecity_map_pin::{MapPin, PinFilter, PinStore};
 use safecity_runtime::testing::{TestFunction, eventually, http_get};
 use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
+use safecity_social::testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -249,25 +250,8 @@ async fn new_pins_are_pushed_over_server_sent_events() {
 
 #[tokio::test]
 async fn the_store_works_on_postgresql() {
-    let admin_url = std::env::var("SAFECITY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let database = format!(
-        "safecity_pins_{}_{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("the local PostgreSQL is running");
-    sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "{}/{database}",
-        admin_url.rsplit_once('/').expect("db url").0
-    );
+    let database = TestDatabase::create("pins").await;
+    let url = database.url.clone();
     let store = PinStore::open(&url).await.expect("open on PostgreSQL");
     let now = chrono::Utc::now();
     store
@@ -288,10 +272,7 @@ async fn the_store_works_on_postgresql() {
     assert_eq!(pins[0].last_seen.to_rfc3339(), "2026-11-27T10:00:00+00:00");
     assert!(pins[0].has_snapshot);
     drop(store);
-    sqlx::raw_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .expect("drop database");
+    database.drop_database().await;
 }
 
 /// Headless Chromium (Debian `chromium`) driven by Playwright: the pin appears

@@ -360,3 +360,49 @@ async fn serve(app: Router) -> SocketAddr {
     });
     addr
 }
+
+/// A throw-away PostgreSQL database on the local server (`SAFECITY_TEST_POSTGRES_URL`,
+/// default `postgres://postgres@127.0.0.1:5432/postgres`); call [`TestDatabase::drop_database`] at the end.
+pub struct TestDatabase {
+    admin: sqlx::AnyPool,
+    name: String,
+    /// URL of the new database.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates `safecity_<tag>_<pid>_<nanos>`.
+    pub async fn create(tag: &str) -> Self {
+        let admin_url = std::env::var("SAFECITY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!(
+            "safecity_{tag}_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .expect("the local PostgreSQL is running (scripts/ensure-postgres.sh starts it)");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let url = format!(
+            "{}/{name}",
+            admin_url
+                .rsplit_once('/')
+                .expect("SAFECITY_TEST_POSTGRES_URL names a database")
+                .0
+        );
+        TestDatabase { admin, name, url }
+    }
+
+    /// Drops the database, closing any connection still open to it.
+    pub async fn drop_database(self) {
+        sqlx::raw_sql(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .expect("drop database");
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use safecity_social::ledger::PostKind;
 use safecity_social::mastodon::MastodonNotifier;
-use safecity_social::testkit::{FakeMastodon, FakeWebhook};
+use safecity_social::testkit::{FakeMastodon, FakeWebhook, TestDatabase};
 use safecity_social::webhook::WebhookNotifier;
 use safecity_social::{
     IncidentState, Ledger, Media, Notifier, NotifyError, Post, Published, Secret,
@@ -222,26 +222,10 @@ fn uuid_like() -> String {
 
 #[tokio::test]
 async fn the_ledger_works_on_postgresql() {
-    let admin_url = std::env::var("SAFECITY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let database = format!("safecity_ledger_{}", uuid_like().replace('-', "_"));
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("the local PostgreSQL is running (scripts/test.sh checks it)");
-    sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "{}/{database}",
-        admin_url.rsplit_once('/').expect("url with a database").0
-    );
+    let database = TestDatabase::create("ledger").await;
+    let url = database.url.clone();
     let ledger = Ledger::open(&url, "fire-post").await.expect("open");
     exercise_ledger(&ledger).await;
     drop(ledger);
-    sqlx::raw_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .expect("drop database");
+    database.drop_database().await;
 }
