@@ -31,7 +31,7 @@ pub fn slow() -> bool {
     std::env::var("SAFECITY_SLOW_TESTS").is_ok_and(|v| v == "1")
 }
 
-pub use safecity_runtime::testing::TestVhost;
+pub use safecity_runtime::testing::{TestVhost, http_get};
 
 /// The gate's helpers on a test vhost.
 #[allow(async_fn_in_trait)]
@@ -273,31 +273,6 @@ pub async fn wait_metric(
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// A minimal HTTP/1.0 GET: status and body.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// The two sample photos (`bus.jpg` 810x1080, `zidane.jpg` 1280x720) shipped
