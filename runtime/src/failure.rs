@@ -101,33 +101,30 @@ impl FailureRecord {
         );
         set_str(&mut headers, header::LAST_FAILURE_AT, now_text);
         set_str(&mut headers, header::LAST_ERROR, truncate(reason, 4096));
+        self.set_origin(&mut headers);
+        original.clone().with_headers(headers)
+    }
+
+    /// Records where the message was first published, so it survives the
+    /// detour through the default exchange.
+    fn set_origin(&self, headers: &mut FieldTable) {
         set_str(
-            &mut headers,
+            headers,
             header::ORIGINAL_EXCHANGE,
             self.original_exchange.clone(),
         );
         set_str(
-            &mut headers,
+            headers,
             header::ORIGINAL_ROUTING_KEY,
             self.original_routing_key.clone(),
         );
-        original.clone().with_headers(headers)
     }
 
     /// Properties for parking a deferred input: the original properties with
     /// its origin recorded and its failure count unchanged.
     pub fn deferred(&self, original: &BasicProperties) -> BasicProperties {
         let mut headers = original.headers().clone().unwrap_or_default();
-        set_str(
-            &mut headers,
-            header::ORIGINAL_EXCHANGE,
-            self.original_exchange.clone(),
-        );
-        set_str(
-            &mut headers,
-            header::ORIGINAL_ROUTING_KEY,
-            self.original_routing_key.clone(),
-        );
+        self.set_origin(&mut headers);
         original.clone().with_headers(headers)
     }
 

@@ -56,6 +56,20 @@ struct Failure {
     retry_after: Option<String>,
 }
 
+impl Failure {
+    fn repeated(
+        count: usize,
+        status: u16,
+        retry_after: Option<&str>,
+    ) -> impl Iterator<Item = Failure> {
+        let failure = Failure {
+            status: StatusCode::from_u16(status).expect("valid status"),
+            retry_after: retry_after.map(str::to_owned),
+        };
+        std::iter::repeat_n(failure, count)
+    }
+}
+
 #[derive(Debug, Default)]
 struct MastodonState {
     token: String,
@@ -242,15 +256,11 @@ impl FakeMastodon {
 
     /// Makes the next `count` status requests fail with `status`.
     pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&str>) {
-        let failure = Failure {
-            status: StatusCode::from_u16(status).expect("valid status"),
-            retry_after: retry_after.map(str::to_owned),
-        };
         self.state
             .lock()
             .expect("state")
             .failures
-            .extend(std::iter::repeat_n(failure, count));
+            .extend(Failure::repeated(count, status, retry_after));
     }
 }
 
@@ -338,15 +348,11 @@ impl FakeWebhook {
 
     /// Makes the next `count` requests fail with `status`.
     pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&str>) {
-        let failure = Failure {
-            status: StatusCode::from_u16(status).expect("valid status"),
-            retry_after: retry_after.map(str::to_owned),
-        };
         self.state
             .lock()
             .expect("state")
             .failures
-            .extend(std::iter::repeat_n(failure, count));
+            .extend(Failure::repeated(count, status, retry_after));
     }
 }
 
