@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
 scripts/ensure-postgres.sh
 scripts/python-peers.sh
+scripts/fetch-yolo-assets.sh
 if [ "${SAFECITY_SLOW_TESTS:-}" = "1" ]; then
   scripts/ensure-chromium.sh
 fi

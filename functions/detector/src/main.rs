@@ -1,0 +1,3 @@
+//! The `detector` binary.
+
+fn main() {}
