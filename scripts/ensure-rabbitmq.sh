@@ -22,7 +22,7 @@ if ! as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then
   as_root rabbitmq-diagnostics -q check_running >/dev/null
 fi
 
-if ! as_root rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+if ! as_root rabbitmq-plugins list -e -m 2>/dev/null | grep -x rabbitmq_management >/dev/null; then
   echo "==> enabling rabbitmq_management"
   as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
 fi

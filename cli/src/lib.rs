@@ -4,6 +4,10 @@
 //! - `safecity publish-raw`: send an arbitrary body (to see poison handling).
 //! - `safecity dead-letters FUNCTION`: show what a function gave up on, and why.
 //! - `safecity replay FUNCTION`: move dead letters back to the function's queue.
+//! - `safecity webhook-sink`: a local receiver for the signed-webhook notifier
+//!   that verifies signatures and prints each post ([`webhook_sink`]).
+
+pub mod webhook_sink;
 
 use std::time::Duration;
 
@@ -69,6 +73,8 @@ pub enum Command {
         /// The function's name.
         function: String,
     },
+    /// Receive signed-webhook posts on loopback and print them (no broker needed).
+    WebhookSink(webhook_sink::WebhookSinkArgs),
 }
 
 /// Options of `safecity publish`.
@@ -197,6 +203,9 @@ async fn publish_confirmed(
 
 /// Runs one command, writing human-readable lines to stdout.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    if let Command::WebhookSink(args) = cli.command {
+        return Ok(webhook_sink::run(args).await?);
+    }
     let (connection, channel) = confirmed_channel(&cli.amqp_url).await?;
     match cli.command {
         Command::Publish(args) => {
@@ -334,6 +343,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 queues.work()
             );
         }
+        Command::WebhookSink(_) => unreachable!("handled before connecting"),
     }
     channel.close(200, "done".into()).await.ok();
     tokio::time::timeout(Duration::from_secs(2), connection.close(200, "done".into()))

@@ -5,7 +5,12 @@
 //!   while it showed work, at most one per `resend`. A tapped event inside a
 //!   gap is pushed when the gap ends, never dropped;
 //! - when a sample turns the function active (frames and queue-only triggers);
-//! - every `resend` while work is pending (KEDA drops a `true` it cannot map yet).
+//! - every `resend` while work is pending (KEDA drops a `true` it cannot map yet);
+//!   an idle stream has no timer running, so a thousand idle streams cost
+//!   nothing between changes of their queue's work.
+//!
+//! The stream holds a [`StreamLease`] on its trigger: a trigger with an open
+//! stream is never pruned.
 //!
 //! `false` is never sent (KEDA ignores it). On shutdown the task ends, the
 //! channel closes and tonic ends the stream with status OK.
@@ -23,6 +28,7 @@ use crate::formula;
 use crate::metadata::TriggerSpec;
 use crate::metrics::ScalerMetrics;
 use crate::pb::IsActiveResponse;
+use crate::registry::StreamLease;
 use crate::state::{BrokerHealth, PendingWork, ScalerState, WatchedQueue};
 
 /// Timing of the pushes.
@@ -41,17 +47,27 @@ pub type ActivationStream = ReceiverStream<Result<IsActiveResponse, tonic::Statu
 pub fn spawn(
     state: Arc<ScalerState>,
     metrics: Arc<ScalerMetrics>,
-    queue: Arc<WatchedQueue>,
-    spec: TriggerSpec,
+    lease: StreamLease,
     timing: PushTiming,
     cancel: CancellationToken,
 ) -> ActivationStream {
     let (tx, rx) = mpsc::channel(2);
+    metrics.open_streams.inc();
     tokio::spawn(async move {
-        metrics.open_streams.inc();
-        push_loop(&state, &metrics, &queue, &spec, timing, &cancel, &tx).await;
+        let registration = lease.registration();
+        push_loop(
+            &state,
+            &metrics,
+            &registration.queue,
+            &registration.spec,
+            timing,
+            &cancel,
+            &tx,
+        )
+        .await;
         metrics.open_streams.dec();
-        debug!(queue = %queue.name, "activation stream ended");
+        debug!(queue = %registration.queue.name, "activation stream ended");
+        drop(lease);
     });
     ReceiverStream::new(rx)
 }
@@ -68,6 +84,15 @@ async fn sleep_until_deferred(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Starts the re-send timer afresh when the trigger turns active (a timer left
+/// idle would fire at once), stops it when it turns idle.
+fn arm(resending: &mut bool, active: bool, resend: &mut tokio::time::Interval) {
+    if active && !*resending {
+        resend.reset();
+    }
+    *resending = active;
 }
 
 async fn push_loop(
@@ -94,6 +119,7 @@ async fn push_loop(
             mean_handling_seconds: None,
             sampled_at: Instant::now(),
             tap_count_at_sample: opened_tap_count,
+            management_at: Instant::now(),
         })
     };
     let push = |last_push: &mut Option<Instant>| {
@@ -115,6 +141,8 @@ async fn push_loop(
     if was_active {
         push(&mut last_push);
     }
+    // The re-send timer runs only while the trigger is active (by sample or tap).
+    let mut resending = was_active;
     loop {
         tokio::select! {
             biased;
@@ -125,7 +153,9 @@ async fn push_loop(
                     return;
                 }
                 let work = sample_or_open(*pending.borrow());
-                if formula::is_active(spec, &work, tap_now(&tap)) {
+                let active = formula::is_active(spec, &work, tap_now(&tap));
+                arm(&mut resending, active, &mut resend);
+                if active {
                     // Idle at the last sample: KEDA may hold the function at zero, push
                     // now. Busy: KEDA knows already, one push per `resend` suffices.
                     let idle_at_sample = work.total() as f64 <= spec.activation_pending;
@@ -152,6 +182,7 @@ async fn push_loop(
                 }
                 let work = sample_or_open(*pending.borrow_and_update());
                 let active = formula::is_active(spec, &work, tap_now(&tap));
+                arm(&mut resending, active, &mut resend);
                 if active && !was_active {
                     deferred = None;
                     push(&mut last_push);
@@ -163,13 +194,13 @@ async fn push_loop(
                 }
                 was_active = active;
             }
-            _ = resend.tick() => {
+            _ = resend.tick(), if resending => {
                 let work = sample_or_open(*pending.borrow());
-                if state.broker_health() == BrokerHealth::Up
-                    && formula::is_active(spec, &work, tap_now(&tap))
-                {
+                let active = formula::is_active(spec, &work, tap_now(&tap));
+                if state.broker_health() == BrokerHealth::Up && active {
                     push(&mut last_push);
                 }
+                resending = active;
             }
         }
     }

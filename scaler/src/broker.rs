@@ -33,8 +33,8 @@ pub async fn run(
                 info!("broker connected");
                 backoff = Duration::from_millis(100);
                 let outcome = tokio::select! {
-                    result = depth::run(&state, &connection, depth_interval, &cancel) => result.map_err(|e| e.to_string()),
-                    result = tap::run(&state, &connection, &cancel) => result.map_err(|e| e.to_string()),
+                    result = depth::run(&state, &metrics, &connection, depth_interval, &cancel) => result.map_err(|e| e.to_string()),
+                    result = tap::run(&state, &metrics, &connection, &cancel) => result.map_err(|e| e.to_string()),
                 };
                 let _ = connection.close(200, "scaler session ends".into()).await;
                 outcome

@@ -76,6 +76,13 @@ pub struct ScalerConfig {
     pub first_sample_timeout: Duration,
     /// Longest pause between broker reconnect attempts (`SAFECITY_SCALER_RECONNECT_MAX_DELAY`, default `5s`).
     pub reconnect_max_delay: Duration,
+    /// A ScaledObject trigger that no RPC touched for this long, with no open
+    /// `StreamIsActive` stream, is forgotten: its queue is no longer sampled and its
+    /// tap binding goes when no other trigger needs it. KEDA never says that a
+    /// ScaledObject was deleted, it just stops calling
+    /// (`SAFECITY_SCALER_WATCH_IDLE_TIMEOUT`, default `10m`; keep it above the
+    /// longest `pollingInterval`).
+    pub watch_idle_timeout: Duration,
     /// Optional server TLS.
     pub tls: Option<TlsFiles>,
 }
@@ -95,6 +102,7 @@ impl std::fmt::Debug for ScalerConfig {
             .field("max_staleness", &self.max_staleness)
             .field("first_sample_timeout", &self.first_sample_timeout)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("watch_idle_timeout", &self.watch_idle_timeout)
             .field("tls", &self.tls)
             .finish()
     }
@@ -235,6 +243,7 @@ impl ScalerConfig {
             max_staleness: duration(&lookup, "SAFECITY_SCALER_MAX_STALENESS", "5s")?,
             first_sample_timeout: duration(&lookup, "SAFECITY_SCALER_FIRST_SAMPLE_TIMEOUT", "2s")?,
             reconnect_max_delay: duration(&lookup, "SAFECITY_SCALER_RECONNECT_MAX_DELAY", "5s")?,
+            watch_idle_timeout: duration(&lookup, "SAFECITY_SCALER_WATCH_IDLE_TIMEOUT", "10m")?,
             tls,
         })
     }
@@ -329,6 +338,7 @@ mod tests {
         assert_eq!(config.management_url, "http://u:p%40ss@broker:15672");
         assert_eq!(config.grpc_addr, "0.0.0.0:6000".parse().unwrap());
         assert_eq!(config.depth_interval, Duration::from_millis(500));
+        assert_eq!(config.watch_idle_timeout, Duration::from_secs(600));
         assert!(config.tls.is_none());
         let default_vhost = parse(&[("SAFECITY_AMQP_URL", "amqp://u:p@broker:5672/%2f")]).unwrap();
         assert_eq!(default_vhost.vhost, "/");

@@ -59,6 +59,7 @@ mod tests {
             mean_handling_seconds: mean,
             sampled_at: tokio::time::Instant::now(),
             tap_count_at_sample: 7,
+            management_at: tokio::time::Instant::now(),
         }
     }
 

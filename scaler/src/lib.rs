@@ -8,7 +8,8 @@
 //!   `StreamIsActive = true` within milliseconds of an event ([`tap`], [`activation`]);
 //! - **drain-time targets**: backlog seconds instead of message counts ([`formula`]);
 //! - **one broker connection** however many ScaledObjects ask ([`broker`]);
-//! - every RPC answers from memory ([`service`]).
+//! - every RPC answers from memory ([`service`]), with each trigger's metadata
+//!   parsed once; triggers KEDA stopped asking about are pruned ([`registry`]).
 //!
 //! Start it with [`start`]; configuration comes from [`ScalerConfig`].
 
@@ -20,6 +21,7 @@ pub mod formula;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::activation::PushTiming;
 use crate::config::ScalerConfig;
 use crate::metrics::ScalerMetrics;
 use crate::pb::external_scaler_server::ExternalScalerServer;
+use crate::registry::{self, Registry};
 use crate::service::{ScalerService, ServiceTiming};
 use crate::state::management::{ManagementClient, ManagementError};
 use crate::state::{BrokerHealth, ScalerState};
@@ -111,7 +112,14 @@ pub async fn start(
 
     let state = ScalerState::new(config.stats_lag);
     let metrics = ScalerMetrics::new();
+    let registry = Registry::new(state.clone(), metrics.clone());
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(registry::run_pruner(
+        registry.clone(),
+        metrics.clone(),
+        config.watch_idle_timeout,
+        cancel.clone(),
+    )));
     tasks.push(tokio::spawn(broker::run(
         state.clone(),
         metrics.clone(),
@@ -160,6 +168,7 @@ pub async fn start(
 
     let service = ScalerService::new(
         state,
+        registry,
         metrics,
         ServiceTiming {
             first_sample_timeout: config.first_sample_timeout,

@@ -14,14 +14,14 @@ use tracing::{debug, warn};
 use crate::activation::{self, ActivationStream, PushTiming};
 use crate::error::ScalerError;
 use crate::formula;
-use crate::metadata::TriggerSpec;
-use crate::metrics::ScalerMetrics;
+use crate::metrics::{Method, ScalerMetrics};
 use crate::pb::external_scaler_server::ExternalScaler;
 use crate::pb::{
-    GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
-    MetricValue, ScaledObjectRef,
+    GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricValue,
+    ScaledObjectRef,
 };
-use crate::state::{BrokerHealth, PendingWork, ScalerState, WatchedQueue};
+use crate::registry::{Registration, Registry};
+use crate::state::{PendingWork, ScalerState, WatchedQueue};
 
 /// Timing settings of the service.
 #[derive(Debug, Clone, Copy)]
@@ -37,55 +37,53 @@ pub struct ServiceTiming {
 }
 
 /// The external scaler service.
+///
+/// The hot path (`GetMetrics`, `IsActive` of a known trigger) finds the parsed
+/// trigger in the [`Registry`] under a read lock, copies the queue's last
+/// published sample, and allocates nothing but the response. It awaits only
+/// for the first sample of a queue nobody asked about before.
 #[derive(Debug, Clone)]
 pub struct ScalerService {
     state: Arc<ScalerState>,
+    registry: Arc<Registry>,
     metrics: Arc<ScalerMetrics>,
     timing: ServiceTiming,
     cancel: CancellationToken,
 }
 
 impl ScalerService {
-    /// A service answering from `state`.
+    /// A service answering from `state`, for the triggers of `registry`.
     pub fn new(
         state: Arc<ScalerState>,
+        registry: Arc<Registry>,
         metrics: Arc<ScalerMetrics>,
         timing: ServiceTiming,
         cancel: CancellationToken,
     ) -> Self {
         ScalerService {
             state,
+            registry,
             metrics,
             timing,
             cancel,
         }
     }
 
-    fn spec(object: &ScaledObjectRef) -> Result<TriggerSpec, ScalerError> {
-        TriggerSpec::parse(&object.name, &object.scaler_metadata).map_err(|error| {
+    fn registration(&self, object: &ScaledObjectRef) -> Result<Arc<Registration>, ScalerError> {
+        self.registry.resolve(object).map_err(|error| {
             warn!(scaled_object = %object.name, namespace = %object.namespace, %error, "invalid trigger metadata");
             error.into()
         })
     }
 
-    fn watch(&self, spec: &TriggerSpec) -> Arc<WatchedQueue> {
-        let event_type = match spec.source {
-            crate::metadata::WorkSource::Event(event_type) => Some(event_type),
-            _ => None,
-        };
-        self.state.watch_queue(&spec.queue, event_type)
-    }
-
     fn tap_count(&self, queue: &WatchedQueue) -> u64 {
-        queue
-            .event_type()
-            .map_or(0, |t| *self.state.tap_counter(t).borrow())
+        queue.event_type().map_or(0, |t| self.state.tap_count(t))
     }
 
     fn check_broker(&self) -> Result<(), ScalerError> {
-        match self.state.broker_health() {
-            BrokerHealth::Down(reason) => Err(ScalerError::BrokerUnavailable(reason)),
-            BrokerHealth::Connecting | BrokerHealth::Up => Ok(()),
+        match self.state.broker_down() {
+            Some(reason) => Err(ScalerError::BrokerUnavailable(reason)),
+            None => Ok(()),
         }
     }
 
@@ -105,6 +103,9 @@ impl ScalerService {
                     Ok(Ok(work)) => (*work).expect("waited for Some"),
                     _ => {
                         self.check_broker()?;
+                        if let Some(error) = self.state.management_error() {
+                            return Err(ScalerError::ManagementUnavailable(error));
+                        }
                         return Err(ScalerError::NotSampledYet(queue.name.clone()));
                     }
                 }
@@ -118,13 +119,13 @@ impl ScalerService {
                 age,
             });
         }
-        let (management_ok_at, management_error) = self.state.management_status();
-        let management_fresh = management_ok_at.is_some_and(|at| {
-            at.elapsed() <= self.timing.max_staleness + self.timing.management_interval
-        });
-        if !management_fresh {
+        if work.management_at.elapsed()
+            > self.timing.max_staleness + self.timing.management_interval
+        {
             return Err(ScalerError::ManagementUnavailable(
-                management_error.unwrap_or_else(|| "no successful read yet".into()),
+                self.state
+                    .management_error()
+                    .unwrap_or_else(|| "no successful read recently".into()),
             ));
         }
         Ok(work)
@@ -132,7 +133,7 @@ impl ScalerService {
 
     fn finish<T>(
         &self,
-        method: &'static str,
+        method: Method,
         started: Instant,
         result: Result<T, ScalerError>,
     ) -> Result<Response<T>, Status> {
@@ -144,7 +145,7 @@ impl ScalerService {
         match result {
             Ok(value) => Ok(Response::new(value)),
             Err(error) => {
-                debug!(method, %error, "RPC refused");
+                debug!(method = method.as_str(), %error, "RPC refused");
                 Err(error.into())
             }
         }
@@ -154,42 +155,34 @@ impl ScalerService {
         &self,
         object: &ScaledObjectRef,
     ) -> Result<IsActiveResponse, ScalerError> {
-        let spec = Self::spec(object)?;
-        let queue = self.watch(&spec);
-        let work = self.pending(&queue).await?;
+        let registration = self.registration(object)?;
+        let work = self.pending(&registration.queue).await?;
         Ok(IsActiveResponse {
-            result: formula::is_active(&spec, &work, self.tap_count(&queue)),
+            result: formula::is_active(
+                &registration.spec,
+                &work,
+                self.tap_count(&registration.queue),
+            ),
         })
-    }
-
-    fn metric_spec(spec: &TriggerSpec) -> GetMetricSpecResponse {
-        let target = spec.target();
-        #[allow(deprecated)]
-        let metric = MetricSpec {
-            metric_name: spec.metric_name.clone(),
-            target_size: target.ceil() as i64,
-            target_size_float: target,
-        };
-        GetMetricSpecResponse {
-            metric_specs: vec![metric],
-        }
     }
 
     async fn get_metrics_inner(
         &self,
         request: &GetMetricsRequest,
     ) -> Result<GetMetricsResponse, ScalerError> {
-        let object = request.scaled_object_ref.clone().unwrap_or_default();
-        let spec = Self::spec(&object)?;
+        let registration = match &request.scaled_object_ref {
+            Some(object) => self.registration(object)?,
+            None => self.registration(&ScaledObjectRef::default())?,
+        };
+        let spec = &registration.spec;
         if request.metric_name != spec.metric_name {
             return Err(ScalerError::UnknownMetric {
                 requested: request.metric_name.clone(),
-                expected: spec.metric_name,
+                expected: spec.metric_name.clone(),
             });
         }
-        let queue = self.watch(&spec);
-        let work = self.pending(&queue).await?;
-        let value = formula::metric_value(&spec, &work);
+        let work = self.pending(&registration.queue).await?;
+        let value = formula::metric_value(spec, &work);
         #[allow(deprecated)]
         let metric = MetricValue {
             metric_name: request.metric_name.clone(),
@@ -214,7 +207,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<IsActiveResponse>, Status> {
         let started = Instant::now();
         let result = self.is_active_inner(request.get_ref()).await;
-        self.finish("IsActive", started, result)
+        self.finish(Method::IsActive, started, result)
     }
 
     type StreamIsActiveStream = ActivationStream;
@@ -224,19 +217,17 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
         let started = Instant::now();
-        let result = Self::spec(request.get_ref()).map(|spec| {
-            let queue = self.watch(&spec);
-            debug!(scaled_object = %request.get_ref().name, queue = %queue.name, "activation stream opened");
+        let result = self.registration(request.get_ref()).map(|registration| {
+            debug!(scaled_object = %request.get_ref().name, queue = %registration.queue.name, "activation stream opened");
             activation::spawn(
                 self.state.clone(),
                 self.metrics.clone(),
-                queue,
-                spec,
+                self.registry.open_stream(registration),
                 self.timing.push,
                 self.cancel.clone(),
             )
         });
-        self.finish("StreamIsActive", started, result)
+        self.finish(Method::StreamIsActive, started, result)
     }
 
     async fn get_metric_spec(
@@ -244,11 +235,10 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<GetMetricSpecResponse>, Status> {
         let started = Instant::now();
-        let result = Self::spec(request.get_ref()).map(|spec| {
-            self.watch(&spec);
-            Self::metric_spec(&spec)
-        });
-        self.finish("GetMetricSpec", started, result)
+        let result = self
+            .registration(request.get_ref())
+            .map(|registration| registration.metric_spec.clone());
+        self.finish(Method::GetMetricSpec, started, result)
     }
 
     async fn get_metrics(
@@ -257,7 +247,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<GetMetricsResponse>, Status> {
         let started = Instant::now();
         let result = self.get_metrics_inner(request.get_ref()).await;
-        self.finish("GetMetrics", started, result)
+        self.finish(Method::GetMetrics, started, result)
     }
 
     type StreamMetricSpecStream = MetricSpecStream;
@@ -268,10 +258,11 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<Self::StreamMetricSpecStream>, Status> {
         let started = Instant::now();
         let cancel = self.cancel.clone();
-        let result = Self::spec(request.get_ref()).map(|spec| {
-            self.watch(&spec);
+        let result = self.registration(request.get_ref()).map(|registration| {
             let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let specs = Self::metric_spec(&spec);
+            let specs = registration.metric_spec.clone();
+            // The stream holds the trigger like a StreamIsActive stream does.
+            let lease = self.registry.open_stream(registration);
             tokio::spawn(async move {
                 // The spec of a trigger never changes: send it once, hold the
                 // stream open until shutdown or until KEDA goes away.
@@ -281,9 +272,10 @@ impl ExternalScaler for ScalerService {
                         () = tx.closed() => {}
                     }
                 }
+                drop(lease);
             });
             Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)) as MetricSpecStream
         });
-        self.finish("StreamMetricSpec", started, result)
+        self.finish(Method::StreamMetricSpec, started, result)
     }
 }

@@ -1,7 +1,8 @@
 //! The activation tap: one non-durable, exclusive, server-named queue bound to
 //! the events exchange for every watched event type. Each copy of an event is
 //! counted the moment the broker pushes it, so a function at zero is activated
-//! without waiting for any polling interval.
+//! without waiting for any polling interval. An event type no watched queue
+//! needs any more (its triggers were pruned) is unbound again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use safecity_runtime::topology::{EVENTS_EXCHANGE, declare_exchanges};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::metrics::ScalerMetrics;
 use crate::state::ScalerState;
 
 /// Errors of the tap; any of them ends the broker session, which reconnects.
@@ -34,10 +36,12 @@ pub enum TapError {
 /// Runs the tap on `connection` until an error (returned) or `cancel`.
 pub async fn run(
     state: &Arc<ScalerState>,
+    metrics: &ScalerMetrics,
     connection: &Connection,
     cancel: &CancellationToken,
 ) -> Result<(), TapError> {
     let channel = connection.create_channel().await?;
+    metrics.amqp_channels_opened.inc();
     declare_exchanges(&channel).await?;
     let mut arguments = FieldTable::default();
     // Only the arrival matters: keep the tap small whatever the event rate.
@@ -74,12 +78,28 @@ pub async fn run(
     let mut bound: HashSet<EventType> = HashSet::new();
     info!(queue = %tap_queue, "activation tap consuming");
     loop {
-        let missing: Vec<EventType> = wanted
-            .borrow_and_update()
-            .iter()
-            .filter(|t| !bound.contains(t))
-            .copied()
-            .collect();
+        let (missing, unwanted): (Vec<EventType>, Vec<EventType>) = {
+            let wanted = wanted.borrow_and_update();
+            (
+                wanted.difference(&bound).copied().collect(),
+                bound.difference(&wanted).copied().collect(),
+            )
+        };
+        for event_type in unwanted {
+            channel
+                .queue_unbind(
+                    tap_queue.clone(),
+                    ShortString::from(EVENTS_EXCHANGE),
+                    ShortString::from(event_type.as_str()),
+                    FieldTable::default(),
+                )
+                .await?;
+            bound.remove(&event_type);
+            debug!(
+                event_type = event_type.as_str(),
+                "tap unbound: no watched queue needs it"
+            );
+        }
         for event_type in missing {
             channel
                 .queue_bind(

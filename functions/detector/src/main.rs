@@ -1,3 +1,62 @@
-//! The `detector` binary.
+//! The `detector` process: frames in, safety events out.
 
-fn main() {}
+use std::time::Duration;
+
+use anyhow::Context as _;
+use safecity_detector::{ClassMap, DetectorConfig, DetectorFunction, Settings, YoloModel};
+use safecity_runtime::RuntimeConfig;
+use tracing::{info, warn};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let runtime = RuntimeConfig::from_env()?;
+    let config = DetectorConfig::from_env()?;
+    safecity_runtime::telemetry::init(runtime.log_format);
+    if usize::from(runtime.concurrency) < config.batch.max_batch {
+        warn!(
+            concurrency = runtime.concurrency,
+            batch_size = config.batch.max_batch,
+            "SAFECITY_CONCURRENCY is below SAFECITY_DETECTOR_BATCH_SIZE: batches can never fill; \
+             raise SAFECITY_CONCURRENCY to at least the batch size"
+        );
+    }
+    // Check the class map against the names file before the (slow) model load.
+    let class_map = ClassMap::load(&config.classes)?;
+    let names = std::fs::read_to_string(&config.model.names).with_context(|| {
+        format!(
+            "SAFECITY_DETECTOR_NAMES: cannot read {}",
+            config.model.names.display()
+        )
+    })?;
+    class_map.resolve(&safecity_yolo::detector::parse_names(&names))?;
+    let model = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || YoloModel::load(&config)
+    })
+    .await
+    .context("the model loader panicked")??;
+    info!(
+        classes = model.class_names().len(),
+        device = %config.device,
+        batch_size = config.batch.max_batch,
+        batch_wait = %humantime::format_duration(config.batch.max_wait),
+        "model loaded"
+    );
+    let class_names = model.class_names().to_vec();
+    let shutdown = safecity_runtime::shutdown::on_signals();
+    let function = DetectorFunction::new(
+        model,
+        &class_names,
+        &class_map,
+        Settings::from(&config),
+        shutdown.clone(),
+    )?;
+    function
+        .metrics()
+        .log_every(Duration::from_secs(60), shutdown.clone());
+    safecity_runtime::start(function, runtime, shutdown)
+        .await?
+        .join()
+        .await?;
+    Ok(())
+}

@@ -12,11 +12,14 @@
 //! - **gate, decode excluded**: grayscale + area downscale to 160x90 + 3x3 box
 //!   blur + lighting compensation + running-average background + |diff| > 25 +
 //!   changed area + trigger, on frames decoded beforehand;
-//! - **gate, decode included**: the same plus JPEG decoding (`image` / zune-jpeg);
+//! - **gate, decode included**: the same plus JPEG decoding, luma only
+//!   (zune-jpeg, [`safecity_motion_gate::decode`]);
 //! - **decode only**.
 //!
-//! The Python peer (`cv2.setNumThreads(1)`) does the same with `cv2.imdecode`,
-//! `cvtColor`, `resize(INTER_AREA)`, `blur`, `mean`, `convertScaleAbs`,
+//! The Python peer (`cv2.setNumThreads(1)`) does the same with
+//! `cv2.imdecode(IMREAD_GRAYSCALE)` (libjpeg-turbo, also luma only: both
+//! gates skip the chroma IDCT, upsampling and colour conversion),
+//! `resize(INTER_AREA)`, `blur`, `mean`, `convertScaleAbs`,
 //! `absdiff`, `threshold`, `countNonZero`, `accumulateWeighted`, on the same
 //! files. Both report how many frames had motion, as a sanity check that they
 //! did comparable work. `SAFECITY_BENCH_SECONDS` sets the time per measurement (3, split
@@ -26,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use safecity_motion_gate::gate::decode_into;
+use safecity_motion_gate::decode::decode_into;
 use safecity_motion_gate::scene::{Background, Scene, SceneObject, SceneSpec, encode_jpeg};
 use safecity_motion_gate::{ImageView, MotionConfig, MotionDetector, Trigger, TriggerConfig};
 
@@ -43,8 +46,7 @@ class Gate:
     def __init__(self):
         self.bg = None
         self.streak = 0
-    def step(self, bgr):
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    def step(self, gray):
         small = cv2.resize(gray, (160, 90), interpolation=cv2.INTER_AREA)
         blur = cv2.blur(small, (3, 3))
         if self.bg is None:
@@ -70,14 +72,14 @@ def run(step, items):
         if elapsed >= seconds:
             return n / elapsed
 
-decoded = [cv2.imdecode(a, cv2.IMREAD_COLOR) for a in arrays]
+decoded = [cv2.imdecode(a, cv2.IMREAD_GRAYSCALE) for a in arrays]
 g = Gate()
 motion = sum(1 for d in decoded if g.step(d))
 g = Gate()
 excl = run(g.step, decoded)
 g = Gate()
-incl = run(lambda a: g.step(cv2.imdecode(a, cv2.IMREAD_COLOR)), arrays)
-dec = run(lambda a: cv2.imdecode(a, cv2.IMREAD_COLOR), arrays)
+incl = run(lambda a: g.step(cv2.imdecode(a, cv2.IMREAD_GRAYSCALE)), arrays)
+dec = run(lambda a: cv2.imdecode(a, cv2.IMREAD_GRAYSCALE), arrays)
 print(json.dumps({"excl": excl, "incl": incl, "decode": dec, "motion": motion,
                   "frames": len(blobs), "opencv": cv2.__version__}))
 "#;
@@ -252,8 +254,8 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
         .iter()
         .map(|j| {
             let mut px = Vec::new();
-            let (w, h, c) = decode_into(j, &mut px).expect("decode");
-            (w, h, c, px)
+            let d = decode_into(j, &mut px).expect("decode");
+            (d.width, d.height, d.channels, px)
         })
         .collect();
     let mut gate = RustGate::new();
@@ -268,8 +270,8 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
     let mut gate = RustGate::new();
     let mut pixels = Vec::new();
     let incl = rate(jpegs, seconds, |j| {
-        let (w, h, c) = decode_into(j, &mut pixels).expect("decode");
-        std::hint::black_box(gate.step(w, h, c, &pixels));
+        let d = decode_into(j, &mut pixels).expect("decode");
+        std::hint::black_box(gate.step(d.width, d.height, d.channels, &pixels));
     });
     let decode = rate(jpegs, seconds, |j| {
         std::hint::black_box(decode_into(j, &mut pixels).expect("decode"));

@@ -1,18 +1,18 @@
 //! One camera's gate: JPEG in, [`Frame`] out when it is worth a detector.
 //!
-//! decode (`image`'s JPEG decoder, into a reused buffer) -> [`MotionDetector`]
-//! -> [`Trigger`] -> optional re-encode to a maximum size -> [`Frame`].
+//! decode (luma only, into a reused buffer: [`crate::decode`]) ->
+//! [`MotionDetector`] -> [`Trigger`] -> optional re-encode to a maximum size
+//! (full colour, with the `image` crate) -> [`Frame`].
 //! Synchronous and CPU-bound: the camera task runs it on the blocking pool.
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use image::codecs::jpeg::JpegDecoder;
-use image::{ColorType, ImageDecoder, RgbImage, imageops};
+use image::{ImageFormat, imageops};
 use safecity_runtime::{Camera, Frame};
 
+use crate::decode::{DecodeError, decode_into};
 use crate::metrics::{CameraLabel, GateMetrics, Stage, StageLabel};
 use crate::motion::{ImageView, MotionDetector, MotionError};
 use crate::registry::GateParams;
@@ -24,7 +24,10 @@ use crate::trigger::{Decision, Trigger, TriggerError};
 pub enum GateError {
     /// The JPEG did not decode (skipped, counted as corrupt).
     #[error("corrupt frame: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] DecodeError),
+    /// A forwarded frame could not be scaled and re-encoded (skipped).
+    #[error("re-encoding a forwarded frame: {0}")]
+    Reencode(#[source] image::ImageError),
     /// Invalid motion parameters.
     #[error(transparent)]
     Motion(#[from] MotionError),
@@ -116,13 +119,13 @@ impl CameraGate {
         self.read += 1;
         self.metrics.frames_read.get_or_create(&self.label).inc();
         let started = Instant::now();
-        let (width, height, channels) = decode_into(&jpeg, &mut self.pixels)?;
+        let decoded = decode_into(&jpeg, &mut self.pixels)?;
         self.observe(Stage::Decode, started);
         let started = Instant::now();
         let measurement = self.detector.process(ImageView {
-            width,
-            height,
-            channels,
+            width: decoded.width,
+            height: decoded.height,
+            channels: decoded.channels,
             data: &self.pixels,
         })?;
         let decision = self.trigger.update(measurement.motion, at);
@@ -142,9 +145,9 @@ impl CameraGate {
         if !forward {
             return Ok(None);
         }
-        let jpeg = if self.too_large(width, height) {
+        let jpeg = if self.too_large(decoded.width, decoded.height) {
             let started = Instant::now();
-            let bytes = self.reencode(width, height, channels)?;
+            let bytes = self.reencode(&jpeg)?;
             self.observe(Stage::Reencode, started);
             bytes
         } else {
@@ -170,42 +173,132 @@ impl CameraGate {
             || self.output.max_height.is_some_and(|m| height > m)
     }
 
-    fn reencode(&self, width: u32, height: u32, channels: u8) -> Result<Vec<u8>, GateError> {
-        let rgb: Vec<u8> = if channels == 3 {
-            self.pixels.clone()
-        } else {
-            self.pixels.iter().flat_map(|&v| [v, v, v]).collect()
-        };
-        let image = RgbImage::from_raw(width, height, rgb)
-            .ok_or_else(|| GateError::Corrupt("pixel buffer size mismatch".into()))?;
+    /// Scales a forwarded frame to the size limit and re-encodes it. The
+    /// gate decoded luma only: forwarded frames (a few per second at most)
+    /// are decoded again, in colour, with the `image` crate.
+    fn reencode(&self, jpeg: &[u8]) -> Result<Vec<u8>, GateError> {
+        let image = image::load_from_memory_with_format(jpeg, ImageFormat::Jpeg)
+            .map_err(GateError::Reencode)?
+            .to_rgb8();
+        let (width, height) = image.dimensions();
         let max_w = self.output.max_width.unwrap_or(width).max(1);
         let max_h = self.output.max_height.unwrap_or(height).max(1);
         let scale = (f64::from(max_w) / f64::from(width)).min(f64::from(max_h) / f64::from(height));
         let w = ((f64::from(width) * scale).round() as u32).max(1);
         let h = ((f64::from(height) * scale).round() as u32).max(1);
         let small = imageops::resize(&image, w, h, imageops::FilterType::Triangle);
-        encode_jpeg(&small, self.output.quality).map_err(|e| GateError::Corrupt(e.to_string()))
+        encode_jpeg(&small, self.output.quality).map_err(GateError::Reencode)
     }
 }
 
-/// Decodes a JPEG into `pixels` (resized as needed, reused across frames):
-/// (width, height, channels) with 1 = gray, 3 = RGB.
-pub fn decode_into(jpeg: &[u8], pixels: &mut Vec<u8>) -> Result<(u32, u32, u8), GateError> {
-    let corrupt = |e: image::ImageError| GateError::Corrupt(e.to_string());
-    let decoder = JpegDecoder::new(Cursor::new(jpeg)).map_err(corrupt)?;
-    let (width, height) = decoder.dimensions();
-    let channels = match decoder.color_type() {
-        ColorType::L8 => 1,
-        ColorType::Rgb8 => 3,
-        other => {
-            return Err(GateError::Corrupt(format!(
-                "unsupported colour type {other:?}"
-            )));
-        }
-    };
-    let bytes = usize::try_from(decoder.total_bytes())
-        .map_err(|_| GateError::Corrupt("image too large".into()))?;
-    pixels.resize(bytes, 0);
-    decoder.read_image(pixels).map_err(corrupt)?;
-    Ok((width, height, channels))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::{Background, Scene, SceneObject, SceneSpec, corrupt};
+
+    fn gate(output: OutputSettings) -> CameraGate {
+        let mut params = GateParams::default();
+        params.trigger.max_fps = 0.0;
+        let metrics = Arc::new(GateMetrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let camera = Camera {
+            id: "cam".into(),
+            region: "seoul".into(),
+            latitude: 37.5,
+            longitude: 127.0,
+        };
+        CameraGate::new(camera, &params, output, metrics).expect("gate")
+    }
+
+    /// A gray 320x180 frame; from frame 1 a white box fills its left half.
+    fn scene() -> Scene {
+        let mut spec = SceneSpec {
+            width: 320,
+            height: 180,
+            noise: 0,
+            background: Background::Flat { level: 60 },
+            ..SceneSpec::default()
+        };
+        spec.objects.push(SceneObject {
+            enter: 1,
+            leave: None,
+            x: 0.0,
+            y: 0.0,
+            vx: 0.0,
+            vy: 0.0,
+            width: 160,
+            height: 180,
+            color: [250, 250, 250],
+            sprite: None,
+        });
+        Scene::new(spec).expect("scene")
+    }
+
+    fn run(gate: &mut CameraGate, jpegs: &[Vec<u8>]) -> Vec<Option<Frame>> {
+        jpegs
+            .iter()
+            .enumerate()
+            .map(|(n, jpeg)| {
+                let at = Duration::from_millis(33 * n as u64);
+                gate.process(jpeg.clone(), at, Utc::now()).expect("frame")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_frames_keep_their_jpeg_or_are_scaled_to_the_limit() {
+        let scene = scene();
+        let jpegs: Vec<Vec<u8>> = (0..3).map(|n| scene.jpeg(n).expect("jpeg")).collect();
+        // Frame 0 learns the background, 1 and 2 move: trigger_frames = 2.
+        let out = run(&mut gate(OutputSettings::default()), &jpegs);
+        assert!(out[0].is_none() && out[1].is_none());
+        let frame = out[2].as_ref().expect("frame 2 forwarded");
+        assert_eq!((frame.sequence, &frame.jpeg), (2, &jpegs[2]));
+
+        let small = OutputSettings {
+            max_width: Some(160),
+            max_height: None,
+            quality: 80,
+        };
+        let out = run(&mut gate(small), &jpegs);
+        let frame = out[2].as_ref().expect("frame 2 forwarded");
+        let image = image::load_from_memory_with_format(&frame.jpeg, ImageFormat::Jpeg)
+            .expect("re-encoded JPEG")
+            .to_rgb8();
+        assert_eq!(image.dimensions(), (160, 90));
+        // Re-encoded from the colour frame, not from the gate's luma.
+        let left = image.get_pixel(20, 45).0;
+        let right = image.get_pixel(140, 45).0;
+        assert!(left.iter().all(|&c| c > 240), "left half white: {left:?}");
+        assert!(
+            right.iter().all(|&c| c.abs_diff(60) <= 3),
+            "right gray: {right:?}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_frame_is_an_error_and_the_stream_goes_on() {
+        let scene = scene();
+        let mut gate = gate(OutputSettings::default());
+        let first = scene.jpeg(0).expect("jpeg");
+        assert!(
+            gate.process(first.clone(), Duration::ZERO, Utc::now())
+                .expect("frame")
+                .is_none()
+        );
+        let mut bad = scene.jpeg(1).expect("jpeg");
+        corrupt(&mut bad, 3);
+        assert!(matches!(
+            gate.process(bad, Duration::from_millis(33), Utc::now()),
+            Err(GateError::Corrupt(_))
+        ));
+        // The still frame again: no motion against the kept background.
+        assert!(
+            gate.process(first, Duration::from_millis(66), Utc::now())
+                .expect("frame")
+                .is_none()
+        );
+        assert_eq!(gate.sequence, 3, "every frame read takes a sequence number");
+    }
 }

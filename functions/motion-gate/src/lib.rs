@@ -8,6 +8,7 @@
 //!
 //! - [`motion`]: the pixel pipeline (pure, integer, no per-frame allocation).
 //! - [`trigger`]: consecutive-frame trigger, hold-off, re-arm, rate limit (pure).
+//! - [`decode`]: JPEG to luma (zune-jpeg; `image` for the rare non-YCbCr frame).
 //! - [`gate`]: decode + motion + trigger + re-encode for one camera.
 //! - [`camera`]: one task per camera with reconnects; [`source`], [`mjpeg`]: inputs.
 //! - [`publisher`]: bounded drop-oldest buffer and the confirmed publisher.
@@ -17,6 +18,7 @@
 pub mod backoff;
 pub mod camera;
 pub mod config;
+pub mod decode;
 pub mod gate;
 pub mod http;
 pub mod logging;

@@ -4,7 +4,8 @@
 //!
 //! Per frame:
 //! 1. **grayscale + downscale** in one pass: each work pixel is the area
-//!    average of its source block, luma = (77 R + 150 G + 29 B) / 256 (BT.601);
+//!    average of its source block; gray input (the gate's luma-only decode)
+//!    is averaged as is, RGB input as luma = (77 R + 150 G + 29 B) / 256 (BT.601);
 //! 2. **box blur** of radius `blur_radius` (separable, edges replicated);
 //! 3. **difference** against the background `B` (8.8 fixed point), optionally
 //!    minus the mean difference of the whole frame (global lighting change);
@@ -337,6 +338,17 @@ impl MotionDetector {
                 }
                 continue;
             }
+            if ch == 1 && uniform && fixed_blocks {
+                // Gray (the luma decode): the same with one byte per pixel.
+                let count = self.col_start[1] as u32 * rows;
+                match self.col_start[1] {
+                    2 => gray_blocks::<2>(acc, out, count),
+                    4 => gray_blocks::<4>(acc, out, count),
+                    8 => gray_blocks::<8>(acc, out, count),
+                    _ => gray_blocks_dyn(acc, out, self.col_start[1], count),
+                }
+                continue;
+            }
             for (c, o) in out.iter_mut().enumerate() {
                 let (x0, x1) = (self.col_start[c], self.col_start[c + 1]);
                 let block = &acc[x0 * ch..x1 * ch];
@@ -422,6 +434,24 @@ fn luma_blocks<const N: usize>(acc: &[u16], out: &mut [u8], count: u32) {
 fn luma_blocks_dyn(acc: &[u16], out: &mut [u8], n: usize, count: u32) {
     for (o, block) in out.iter_mut().zip(acc.chunks_exact(n)) {
         *o = ((rgb_luma(block) + count / 2) / count).min(255) as u8;
+    }
+}
+
+/// One work row from equal blocks of `N` gray pixels.
+#[inline]
+fn gray_blocks<const N: usize>(acc: &[u16], out: &mut [u8], count: u32) {
+    let recip = (1u64 << 32) / u64::from(count);
+    for (o, block) in out.iter_mut().zip(acc.chunks_exact(N)) {
+        let block: &[u16; N] = block.try_into().expect("N bytes");
+        let sum: u32 = block.iter().map(|&v| u32::from(v)).sum();
+        *o = divide(sum, count, recip);
+    }
+}
+
+fn gray_blocks_dyn(acc: &[u16], out: &mut [u8], n: usize, count: u32) {
+    for (o, block) in out.iter_mut().zip(acc.chunks_exact(n)) {
+        let sum: u32 = block.iter().map(|&v| u32::from(v)).sum();
+        *o = ((sum + count / 2) / count).min(255) as u8;
     }
 }
 
@@ -523,6 +553,26 @@ mod tests {
             false,
         );
         assert_eq!(fast.work_image().0, &slow.small[..]);
+    }
+
+    #[test]
+    fn equal_and_uneven_gray_blocks_agree() {
+        let mut rng = crate::scene::SplitMix::new(6);
+        for (w, h, ww, wh) in [(8, 4, 4, 2), (16, 8, 4, 2), (32, 16, 4, 2), (24, 6, 4, 2)] {
+            let gray: Vec<u8> = (0..w * h).map(|_| (rng.next() & 0xFF) as u8).collect();
+            let image = ImageView {
+                width: w,
+                height: h,
+                channels: 1,
+                data: &gray,
+            };
+            let mut fast = MotionDetector::new(config(ww, wh)).expect("config");
+            fast.process(image).expect("frame");
+            let mut slow = MotionDetector::new(config(ww, wh)).expect("config");
+            slow.layout(w, h);
+            slow.downscale(image, false);
+            assert_eq!(fast.work_image().0, &slow.small[..], "{w}x{h}");
+        }
     }
 
     #[test]

@@ -52,13 +52,22 @@ pub enum Background {
         /// Gray level.
         level: u8,
     },
-    /// A real photo, scaled to cover the frame, optionally panned.
+    /// A real photo, scaled to cover the frame, optionally panned (the
+    /// camera turning: the whole view moves).
     Photo {
         /// JPEG or PNG file (relative paths are relative to the registry file).
         path: PathBuf,
-        /// Horizontal pan speed in pixels per frame (ping-pong); 0 = fixed.
+        /// Horizontal pan speed in pixels per frame (ping-pong over a quarter
+        /// of the frame width); 0 = fixed.
         #[serde(default)]
         pan_px_per_frame: f32,
+        /// First frame of the pan (the view is still before it).
+        #[serde(default)]
+        pan_from: u64,
+        /// First frame after the pan: the view stays where it stopped (none:
+        /// the camera pans for ever).
+        #[serde(default)]
+        pan_until: Option<u64>,
     },
 }
 
@@ -176,6 +185,20 @@ impl SceneSpec {
         {
             return bad("drift.period_frames", "must be at least 1");
         }
+        if let Background::Photo {
+            pan_px_per_frame,
+            pan_from,
+            pan_until,
+            ..
+        } = &self.background
+        {
+            if !(pan_px_per_frame.is_finite() && *pan_px_per_frame >= 0.0) {
+                return bad("background.photo.pan_px_per_frame", "must be >= 0");
+            }
+            if pan_until.is_some_and(|until| until <= *pan_from) {
+                return bad("background.photo.pan_until", "must be after pan_from");
+            }
+        }
         Ok(())
     }
 
@@ -203,7 +226,8 @@ pub struct Scene {
     /// Background canvas: `canvas_width x height` RGB (wider than the frame when panning).
     canvas: Vec<u8>,
     canvas_width: u32,
-    pan: f32,
+    /// Pan speed (px/frame) and the frames it moves in: `from..until`.
+    pan: (f32, u64, u64),
     sprites: Vec<Option<RgbImage>>,
 }
 
@@ -213,11 +237,13 @@ impl Scene {
         spec.validate()?;
         let (w, h) = (spec.width, spec.height);
         let (canvas, canvas_width, pan) = match &spec.background {
-            Background::Street => (street(w, h, spec.seed), w, 0.0),
-            Background::Flat { level } => (vec![*level; (w * h * 3) as usize], w, 0.0),
+            Background::Street => (street(w, h, spec.seed), w, (0.0, 0, 0)),
+            Background::Flat { level } => (vec![*level; (w * h * 3) as usize], w, (0.0, 0, 0)),
             Background::Photo {
                 path,
                 pan_px_per_frame,
+                pan_from,
+                pan_until,
             } => {
                 let photo = load_photo(path)?;
                 let canvas_width = if *pan_px_per_frame > 0.0 {
@@ -226,7 +252,8 @@ impl Scene {
                     w
                 };
                 let cover = cover(&photo, canvas_width, h);
-                (cover.into_raw(), canvas_width, *pan_px_per_frame)
+                let pan = (*pan_px_per_frame, *pan_from, pan_until.unwrap_or(u64::MAX));
+                (cover.into_raw(), canvas_width, pan)
             }
         };
         let sprites = spec
@@ -266,9 +293,11 @@ impl Scene {
     pub fn render(&self, n: u64) -> RgbImage {
         let (w, h) = (self.spec.width as usize, self.spec.height as usize);
         let cw = self.canvas_width as usize;
-        let x_off = if self.pan > 0.0 {
+        let (speed, from, until) = self.pan;
+        let x_off = if speed > 0.0 && n > from {
             let range = (cw - w) as f32;
-            let travel = (self.pan * n as f32) % (2.0 * range);
+            let moved = n.min(until) - from;
+            let travel = (speed * moved as f32) % (2.0 * range);
             (if travel > range {
                 2.0 * range - travel
             } else {
@@ -531,6 +560,45 @@ mod tests {
         assert_eq!(scene.render(3).get_pixel(10, 0).0, [255, 255, 255]);
         assert_eq!(scene.render(3).get_pixel(0, 0).0, [0, 0, 0]);
         assert_eq!(scene.render(5).get_pixel(30, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_pan_moves_the_view_only_within_its_frames() {
+        // A horizontal ramp as the "photo": the view's left column tells the offset.
+        let dir = std::env::temp_dir().join(format!("safecity-pan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("ramp.png");
+        let ramp = RgbImage::from_fn(80, 32, |x, _| image::Rgb([x as u8 * 3; 3]));
+        ramp.save(&path).expect("ramp written");
+        let mut s = spec();
+        s.noise = 0;
+        s.background = Background::Photo {
+            path,
+            pan_px_per_frame: 2.0,
+            pan_from: 3,
+            pan_until: Some(6),
+        };
+        let scene = Scene::new(s).expect("scene");
+        let left = |n| scene.render(n).get_pixel(0, 0).0[0];
+        // Canvas 80 wide (64 + 64 / 4): the ramp is drawn 1:1.
+        assert_eq!([left(0), left(3)], [0, 0], "still before the pan");
+        assert_eq!([left(4), left(5), left(6)], [6, 12, 18], "2 px a frame");
+        assert_eq!([left(7), left(50)], [18, 18], "still after it");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut bad = spec();
+        bad.background = Background::Photo {
+            path: "x.jpg".into(),
+            pan_px_per_frame: 1.0,
+            pan_from: 5,
+            pan_until: Some(5),
+        };
+        assert!(matches!(
+            Scene::new(bad),
+            Err(SceneError::InvalidSpec {
+                field: "background.photo.pan_until",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Darknet activations, as `activation=` names them in a cfg.
 
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
 /// The activation that follows a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -43,6 +46,61 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// Applies the activation to a tensor on any device.
+    ///
+    /// On the CPU this runs [`Activation::apply`] element by element (exactly
+    /// Darknet's functions, in parallel); on other devices it is composed from
+    /// candle tensor ops with the same thresholds.
+    pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self == Activation::Linear {
+            return Ok(x.clone());
+        }
+        if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+            return x.contiguous()?.apply_op1_no_bwd(&ActivationOp(self));
+        }
+        match self {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Leaky => x.maximum(&(x * 0.1)?),
+            Activation::Logistic => candle_nn::ops::sigmoid(x),
+            Activation::Mish => {
+                // softplus with Darknet's threshold: x above 20, exp(x) below -20.
+                let exp = x.exp()?;
+                let middle = (&exp + 1.0)?.log()?;
+                let high = x.gt(20.0)?;
+                let low = x.lt(-20.0)?;
+                let softplus = high.where_cond(x, &low.where_cond(&exp, &middle)?)?;
+                x * softplus.tanh()?
+            }
+        }
+    }
+}
+
+/// [`Activation`] as a candle CPU op over contiguous f32 storage.
+struct ActivationOp(Activation);
+
+impl CustomOp1 for ActivationOp {
+    fn name(&self) -> &'static str {
+        "darknet-activation"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("darknet activation: only f32 is supported on the CPU");
+        };
+        let act = self.0;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("darknet activation: the input must be contiguous");
+        };
+        let out: Vec<f32> = data[start..end].par_iter().map(|&v| act.apply(v)).collect();
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
 /// Darknet's softplus with threshold 20: `x` above 20, `exp(x)` below -20.
 #[inline]
 fn softplus(x: f32) -> f32 {
@@ -70,5 +128,22 @@ mod tests {
         assert_eq!(Activation::Mish.apply(30.0), 30.0);
         assert!((Activation::Logistic.apply(0.0) - 0.5).abs() < 1e-7);
         assert_eq!(Activation::from_cfg("swish"), None);
+    }
+
+    #[test]
+    fn tensor_forward_matches_scalar_apply() -> candle_core::Result<()> {
+        let values = [-30.0f32, -21.0, -5.0, -0.5, 0.0, 0.5, 5.0, 21.0, 30.0];
+        let x = Tensor::new(&values[..], &Device::Cpu)?;
+        for act in [
+            Activation::Linear,
+            Activation::Leaky,
+            Activation::Mish,
+            Activation::Logistic,
+        ] {
+            let got = act.forward(&x)?.to_vec1::<f32>()?;
+            let want: Vec<f32> = values.iter().map(|&v| act.apply(v)).collect();
+            assert_eq!(got, want, "{act:?}");
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,14 @@
 //! Ready counts over AMQP: a passive `queue.declare` per watched queue answers
 //! the ready count and consumer count at once, with no statistics lag.
+//!
+//! Only queues that the last management listing of the vhost shows are
+//! declared: a passive declare of a missing queue is answered with 404, which
+//! closes the channel, so declaring missing queues every round would open a
+//! new channel per missing queue per round. A missing queue is recorded as
+//! "no work" without any AMQP traffic until a listing shows it (at most one
+//! `SAFECITY_SCALER_MANAGEMENT_INTERVAL` after it is created; push activation
+//! does not wait for it, the tap counts its events). A queue deleted between a
+//! listing and the declare costs one new channel, once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{BrokerHealth, ScalerState};
+use crate::metrics::ScalerMetrics;
 
 /// Whether `error` is the broker's 404 (no such queue); it closes the channel.
 pub fn is_not_found(error: &lapin::Error) -> bool {
@@ -19,14 +29,20 @@ pub fn is_not_found(error: &lapin::Error) -> bool {
 }
 
 /// Samples every watched queue every `interval` (and at once when a queue is
-/// added) on `connection` until an AMQP error (returned) or `cancel`.
+/// added or first listed) on `connection` until an AMQP error (returned) or `cancel`.
 pub async fn run(
     state: &Arc<ScalerState>,
+    metrics: &ScalerMetrics,
     connection: &Connection,
     interval: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), lapin::Error> {
-    let mut channel = connection.create_channel().await?;
+    let open_channel = || async {
+        let channel = connection.create_channel().await?;
+        metrics.amqp_channels_opened.inc();
+        Ok::<Channel, lapin::Error>(channel)
+    };
+    let mut channel = open_channel().await?;
     let wake = state.new_queue.clone();
     let mut full_round = true;
     let mut next_full_round = Instant::now() + interval;
@@ -37,19 +53,26 @@ pub async fn run(
             if !full_round && queue.has_depth_sample() {
                 continue;
             }
-            let depth = match passive_declare(&channel, &queue.name).await {
-                Ok(depth) => Some(depth),
-                Err(error) if is_not_found(&error) => {
-                    debug!(queue = %queue.name, "queue does not exist (yet): no pending work");
-                    channel = connection.create_channel().await?;
-                    None
-                }
-                Err(error) => return Err(error),
+            let depth = match queue.known_to_exist() {
+                // Not listed yet: sampled once the management listing says.
+                None => continue,
+                Some(false) => None,
+                Some(true) => match passive_declare(&channel, &queue.name).await {
+                    Ok(depth) => Some(depth),
+                    Err(error) if is_not_found(&error) => {
+                        debug!(queue = %queue.name, "queue deleted since the last listing: no pending work");
+                        queue.mark_missing();
+                        channel = open_channel().await?;
+                        None
+                    }
+                    Err(error) => return Err(error),
+                },
             };
             state.record_depth(&queue, depth);
         }
         state.set_broker_health(BrokerHealth::Up);
         if full_round {
+            metrics.depth_rounds.inc();
             next_full_round = Instant::now() + interval;
         }
         tokio::select! {

@@ -31,12 +31,25 @@ pub struct PendingWork {
     pub sampled_at: Instant,
     /// The tap counter of the queue's event type when the ready count was read.
     pub tap_count_at_sample: u64,
+    /// When the management API last reported on the queue (in-flight count).
+    pub management_at: Instant,
 }
 
 impl PendingWork {
     /// Ready + in-flight messages.
     pub fn total(&self) -> u64 {
         self.ready + self.in_flight
+    }
+
+    /// Whether `other` reports the same work (sample times aside): only such a
+    /// change wakes the streams watching the queue.
+    fn same_work(&self, other: &PendingWork) -> bool {
+        self.ready == other.ready
+            && self.in_flight == other.in_flight
+            && self.consumers == other.consumers
+            && self.queue_exists == other.queue_exists
+            && self.mean_handling_seconds == other.mean_handling_seconds
+            && self.tap_count_at_sample == other.tap_count_at_sample
     }
 }
 
@@ -89,7 +102,10 @@ struct QueueTracker {
     queue_exists: bool,
     depth_at: Option<Instant>,
     tap_count_at_sample: u64,
-    management_seen: bool,
+    /// Whether the last management listing of the vhost had the queue (`None`: not listed yet).
+    listed: Option<bool>,
+    /// When the management API last reported on the queue.
+    management_at: Option<Instant>,
     in_flight: InFlightEstimate,
     mean_handling_seconds: Option<f64>,
 }
@@ -124,13 +140,27 @@ impl WatchedQueue {
             .is_some()
     }
 
+    /// Whether the queue exists, as far as the scaler knows: from the last
+    /// management listing of the vhost, corrected by a passive declare that
+    /// found it gone. `None` until the first listing.
+    pub fn known_to_exist(&self) -> Option<bool> {
+        self.tracker.lock().expect("tracker lock").listed
+    }
+
+    /// Records that a passive declare found the queue gone: it is not declared
+    /// again until a management listing shows it.
+    pub fn mark_missing(&self) {
+        self.tracker.lock().expect("tracker lock").listed = Some(false);
+    }
+
     /// The event type whose tap announces this queue's work, if any.
     pub fn event_type(&self) -> Option<EventType> {
         self.event_type
     }
 
     fn publish(&self, tracker: &mut QueueTracker, stats_lag: Duration) {
-        let (Some(sampled_at), true) = (tracker.depth_at, tracker.management_seen) else {
+        let (Some(sampled_at), Some(management_at)) = (tracker.depth_at, tracker.management_at)
+        else {
             return;
         };
         let in_flight = tracker.in_flight.value(Instant::now(), stats_lag);
@@ -142,9 +172,12 @@ impl WatchedQueue {
             mean_handling_seconds: tracker.mean_handling_seconds,
             sampled_at,
             tap_count_at_sample: tracker.tap_count_at_sample,
+            management_at,
         };
+        // The new sample times are always stored (RPCs check freshness), but
+        // only a change of the work itself wakes the streams.
         self.pending.send_if_modified(|current| {
-            let changed = current.is_none_or(|c| c != work);
+            let changed = current.is_none_or(|c| !c.same_work(&work));
             *current = Some(work);
             changed
         });
@@ -169,7 +202,6 @@ pub struct ScalerState {
     taps: HashMap<EventType, watch::Sender<u64>>,
     tapped: watch::Sender<HashSet<EventType>>,
     broker: watch::Sender<BrokerHealth>,
-    management_ok_at: Mutex<Option<Instant>>,
     management_error: Mutex<Option<String>>,
     /// Woken when a queue is added, so it is sampled at once.
     pub(crate) new_queue: Arc<Notify>,
@@ -189,7 +221,6 @@ impl ScalerState {
                 .collect(),
             tapped: watch::Sender::new(HashSet::new()),
             broker: watch::Sender::new(BrokerHealth::Connecting),
-            management_ok_at: Mutex::new(None),
             management_error: Mutex::new(None),
             new_queue: Arc::new(Notify::new()),
             new_queue_management: Arc::new(Notify::new()),
@@ -198,16 +229,14 @@ impl ScalerState {
     }
 
     /// The watched queue `name`, added (and announced to the refreshers) if new.
+    /// The first watcher of a queue decides the event type that taps it.
     pub fn watch_queue(&self, name: &str, event_type: Option<EventType>) -> Arc<WatchedQueue> {
         if let Some(queue) = self.queues.read().expect("queues lock").get(name) {
-            if let Some(event_type) = event_type {
-                self.tap(event_type);
-            }
             return queue.clone();
         }
-        let queue = {
+        let (queue, event_type) = {
             let mut queues = self.queues.write().expect("queues lock");
-            queues
+            let queue = queues
                 .entry(name.to_owned())
                 .or_insert_with(|| {
                     Arc::new(WatchedQueue {
@@ -217,18 +246,38 @@ impl ScalerState {
                         pending: watch::Sender::new(None),
                     })
                 })
-                .clone()
+                .clone();
+            let event_type = queue.event_type;
+            (queue, event_type)
         };
         if let Some(event_type) = event_type {
-            self.tap(event_type);
+            self.tapped.send_if_modified(|set| set.insert(event_type));
         }
         self.new_queue.notify_one();
         self.new_queue_management.notify_one();
         queue
     }
 
-    fn tap(&self, event_type: EventType) {
-        self.tapped.send_if_modified(|set| set.insert(event_type));
+    /// Stops watching every queue for which `keep` is false and returns them;
+    /// tap bindings no remaining queue needs are dropped.
+    pub fn retain_queues(&self, keep: impl Fn(&str) -> bool) -> Vec<Arc<WatchedQueue>> {
+        let (removed, still_tapped) = {
+            let mut queues = self.queues.write().expect("queues lock");
+            let gone: Vec<String> = queues.keys().filter(|name| !keep(name)).cloned().collect();
+            let removed: Vec<Arc<WatchedQueue>> =
+                gone.iter().filter_map(|name| queues.remove(name)).collect();
+            let still_tapped: HashSet<EventType> =
+                queues.values().filter_map(|q| q.event_type).collect();
+            (removed, still_tapped)
+        };
+        if !removed.is_empty() {
+            self.tapped.send_if_modified(|set| {
+                let changed = *set != still_tapped;
+                *set = still_tapped;
+                changed
+            });
+        }
+        removed
     }
 
     /// Names of all watched queues.
@@ -256,6 +305,11 @@ impl ScalerState {
         self.taps[&event_type].subscribe()
     }
 
+    /// The tap counter of `event_type` now.
+    pub fn tap_count(&self, event_type: EventType) -> u64 {
+        *self.taps[&event_type].borrow()
+    }
+
     /// Counts one tapped event of `event_type`.
     pub fn record_tap(&self, event_type: EventType) {
         self.taps[&event_type].send_modify(|count| *count += 1);
@@ -264,6 +318,14 @@ impl ScalerState {
     /// The broker's health.
     pub fn broker_health(&self) -> BrokerHealth {
         self.broker.borrow().clone()
+    }
+
+    /// Why the broker cannot be read, if it cannot (nothing is cloned while it is up).
+    pub fn broker_down(&self) -> Option<String> {
+        match &*self.broker.borrow() {
+            BrokerHealth::Down(reason) => Some(reason.clone()),
+            BrokerHealth::Connecting | BrokerHealth::Up => None,
+        }
     }
 
     /// Subscribes to the broker's health.
@@ -280,12 +342,9 @@ impl ScalerState {
         });
     }
 
-    /// When the management API was last read successfully, and the last error since.
-    pub fn management_status(&self) -> (Option<Instant>, Option<String>) {
-        (
-            *self.management_ok_at.lock().expect("lock"),
-            self.management_error.lock().expect("lock").clone(),
-        )
+    /// The last management API error since its last successful read.
+    pub fn management_error(&self) -> Option<String> {
+        self.management_error.lock().expect("lock").clone()
     }
 
     /// Records a ready count read over AMQP (`None`: the queue does not exist).
@@ -296,7 +355,7 @@ impl ScalerState {
             .map_or(0, |event_type| *self.taps[&event_type].borrow());
         let mut tracker = queue.tracker.lock().expect("tracker lock");
         let (ready, consumers) = depth.unwrap_or((0, 0));
-        if tracker.management_seen
+        if tracker.management_at.is_some()
             && tracker.depth_at.is_some()
             && consumers > 0
             && ready < tracker.ready
@@ -312,11 +371,20 @@ impl ScalerState {
         queue.publish(&mut tracker, self.stats_lag);
     }
 
-    /// Records one management API read of the whole vhost.
+    /// Records one management API read of the whole vhost: in-flight counts,
+    /// ack rates, and which queues exist (the depth sampler declares only
+    /// those, so missing queues cost no AMQP channel).
     pub fn record_management(&self, stats: &HashMap<String, management::QueueStats>) {
+        let now = Instant::now();
+        let mut newly_listed = false;
         for queue in self.queue_names() {
             let mut tracker = queue.tracker.lock().expect("tracker lock");
-            let queue_stats = stats.get(&queue.name).copied().unwrap_or_default();
+            let listed = stats.get(&queue.name);
+            if (listed.is_some() && tracker.listed != Some(true)) || tracker.depth_at.is_none() {
+                newly_listed = true;
+            }
+            tracker.listed = Some(listed.is_some());
+            let queue_stats = listed.copied().unwrap_or_default();
             tracker.in_flight.record_management(queue_stats.unacked);
             if queue_stats.unacked > 0 && queue_stats.ack_rate > 0.0 {
                 // Little's law: mean time in the system = mean number in it / throughput.
@@ -326,11 +394,14 @@ impl ScalerState {
                     None => observed,
                 });
             }
-            tracker.management_seen = true;
+            tracker.management_at = Some(now);
             queue.publish(&mut tracker, self.stats_lag);
         }
-        *self.management_ok_at.lock().expect("lock") = Some(Instant::now());
         *self.management_error.lock().expect("lock") = None;
+        if newly_listed {
+            // Queues the depth sampler skipped until their existence was known.
+            self.new_queue.notify_one();
+        }
     }
 
     /// Records a failed management API read.

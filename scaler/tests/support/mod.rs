@@ -267,3 +267,32 @@ pub fn python() -> PathBuf {
 pub fn keda_client_script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keda_client.py"))
 }
+
+/// The value of the unlabelled series `name` on a `/metrics` page.
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Reads `/metrics` until `check` accepts the value of `name`, failing after
+/// `timeout` with the last page.
+pub async fn wait_for_metric(
+    scaler: &RunningScaler,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(f64) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let page = metrics_page(scaler).await;
+        if metric(&page, name).is_some_and(&check) {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached the expected value within {timeout:?}:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

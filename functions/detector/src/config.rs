@@ -1,0 +1,318 @@
+//! The detector's settings, read once from the environment into a typed struct.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SAFECITY_DETECTOR_CFG` | required | Darknet `.cfg` of the model |
+//! | `SAFECITY_DETECTOR_WEIGHTS` | required | Darknet `.weights` |
+//! | `SAFECITY_DETECTOR_NAMES` | required | class names, one a line (e.g. `coco.names`) |
+//! | `SAFECITY_DETECTOR_CLASSES` | required | class map (TOML): model class -> event type, minimum confidence |
+//! | `SAFECITY_DETECTOR_DEVICE` | `cpu` | `cpu`, `cuda`, `cuda:N` or `auto` (CUDA needs the `cuda` feature) |
+//! | `SAFECITY_DETECTOR_BATCH_SIZE` | `4` | most frames per model run; keep `SAFECITY_CONCURRENCY` >= this |
+//! | `SAFECITY_DETECTOR_BATCH_WAIT` | `50ms` | longest wait after a batch's first frame |
+//! | `SAFECITY_DETECTOR_INCIDENT_WINDOW` | `30s` | silence (capture time) that ends an incident |
+//! | `SAFECITY_DETECTOR_INCIDENT_MEMORY` | `10m` | how long an incident is remembered after its last detection (late and redelivered frames); at least the window |
+//! | `SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE` | `640` | longest side of the event's snapshot, pixels |
+//! | `SAFECITY_DETECTOR_SNAPSHOT_QUALITY` | `80` | JPEG quality of the snapshot, 1-100 |
+//! | `SAFECITY_DETECTOR_CONFIDENCE` | `0.25` | the model's detection threshold (class-map minimums apply on top) |
+//! | `SAFECITY_DETECTOR_NMS` | `0.45` | non-maximum suppression threshold |
+//! | `SAFECITY_DETECTOR_REGION` | all | consume the frames of one region only |
+//! | `SAFECITY_DETECTOR_MAX_FRAME_BYTES` | `20971520` | larger frames are dead-lettered |
+//! | `SAFECITY_DETECTOR_MAX_FRAME_PIXELS` | `40000000` | frames with more pixels are dead-lettered (checked before decoding) |
+//!
+//! The runtime's own variables (`SAFECITY_CONCURRENCY`, …) are read by
+//! [`safecity_runtime::RuntimeConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use safecity_yolo::device::DevicePreference;
+
+use crate::batcher::BatchPolicy;
+use crate::snapshot::SnapshotSettings;
+
+/// A setting with an unusable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong, with the value found.
+    pub reason: String,
+}
+
+/// Where the model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// Darknet cfg.
+    pub cfg: PathBuf,
+    /// Darknet weights.
+    pub weights: PathBuf,
+    /// Class names.
+    pub names: PathBuf,
+}
+
+/// Every detector setting, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorConfig {
+    /// The model's files.
+    pub model: ModelFiles,
+    /// The class map file.
+    pub classes: PathBuf,
+    /// The device.
+    pub device: DevicePreference,
+    /// Dynamic batching.
+    pub batch: BatchPolicy,
+    /// Silence that ends an incident.
+    pub incident_window: Duration,
+    /// How long incidents are remembered after their last detection.
+    pub incident_memory: Duration,
+    /// Snapshot size and quality.
+    pub snapshot: SnapshotSettings,
+    /// The model's confidence threshold.
+    pub confidence: f32,
+    /// The NMS threshold.
+    pub nms: f32,
+    /// The region whose frames are consumed, or all.
+    pub region: Option<String>,
+    /// Largest frame body accepted, bytes.
+    pub max_frame_bytes: usize,
+    /// Largest frame accepted, pixels.
+    pub max_frame_pixels: u64,
+}
+
+impl DetectorConfig {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        DetectorConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let reader = Reader { lookup: &lookup };
+        let model = ModelFiles {
+            cfg: reader.path("SAFECITY_DETECTOR_CFG", "the Darknet .cfg of the model")?,
+            weights: reader.path("SAFECITY_DETECTOR_WEIGHTS", "the Darknet .weights")?,
+            names: reader.path("SAFECITY_DETECTOR_NAMES", "the class names file")?,
+        };
+        let classes = reader.path("SAFECITY_DETECTOR_CLASSES", "the class map (TOML)")?;
+        let device = reader.parse("SAFECITY_DETECTOR_DEVICE", "cpu", |text| {
+            text.parse::<DevicePreference>().map_err(|e| e.to_string())
+        })?;
+        let max_batch = reader.parse("SAFECITY_DETECTOR_BATCH_SIZE", "4", |text| {
+            text.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| format!("`{text}` is not an integer in 1..=256"))
+        })?;
+        let max_wait = reader.duration("SAFECITY_DETECTOR_BATCH_WAIT", "50ms", false)?;
+        let incident_window = reader.duration("SAFECITY_DETECTOR_INCIDENT_WINDOW", "30s", true)?;
+        let incident_memory = reader.duration("SAFECITY_DETECTOR_INCIDENT_MEMORY", "10m", true)?;
+        if incident_memory < incident_window {
+            return Err(ConfigError {
+                variable: "SAFECITY_DETECTOR_INCIDENT_MEMORY",
+                reason: format!(
+                    "{} is shorter than SAFECITY_DETECTOR_INCIDENT_WINDOW ({})",
+                    humantime::format_duration(incident_memory),
+                    humantime::format_duration(incident_window)
+                ),
+            });
+        }
+        let max_side = reader.parse("SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE", "640", |text| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|n| (16..=8192).contains(n))
+                .ok_or_else(|| format!("`{text}` is not an integer in 16..=8192"))
+        })?;
+        let quality = reader.parse("SAFECITY_DETECTOR_SNAPSHOT_QUALITY", "80", |text| {
+            text.parse::<u8>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| format!("`{text}` is not an integer in 1..=100"))
+        })?;
+        let confidence = reader.fraction("SAFECITY_DETECTOR_CONFIDENCE", "0.25")?;
+        let nms = reader.fraction("SAFECITY_DETECTOR_NMS", "0.45")?;
+        let region = lookup("SAFECITY_DETECTOR_REGION")
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty() && r != "*" && r != "#");
+        if let Some(region) = &region
+            && region.contains(['.', '*', '#', ' '])
+        {
+            return Err(ConfigError {
+                variable: "SAFECITY_DETECTOR_REGION",
+                reason: format!("`{region}` is not a region name (no `.`, `*`, `#` or spaces)"),
+            });
+        }
+        let max_frame_bytes =
+            reader.parse("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "20971520", |t| {
+                t.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("`{t}` is not a positive integer"))
+            })?;
+        let max_frame_pixels =
+            reader.parse("SAFECITY_DETECTOR_MAX_FRAME_PIXELS", "40000000", |t| {
+                t.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("`{t}` is not a positive integer"))
+            })?;
+        Ok(DetectorConfig {
+            model,
+            classes,
+            device,
+            batch: BatchPolicy {
+                max_batch,
+                max_wait,
+            },
+            incident_window,
+            incident_memory,
+            snapshot: SnapshotSettings { max_side, quality },
+            confidence,
+            nms,
+            region,
+            max_frame_bytes,
+            max_frame_pixels,
+        })
+    }
+}
+
+struct Reader<'a, L> {
+    lookup: &'a L,
+}
+
+impl<L: Fn(&str) -> Option<String>> Reader<'_, L> {
+    fn path(&self, variable: &'static str, what: &str) -> Result<PathBuf, ConfigError> {
+        match (self.lookup)(variable) {
+            Some(text) if !text.trim().is_empty() => Ok(PathBuf::from(text.trim())),
+            _ => Err(ConfigError {
+                variable,
+                reason: format!("is required: the path of {what}"),
+            }),
+        }
+    }
+
+    fn parse<T>(
+        &self,
+        variable: &'static str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let text = (self.lookup)(variable).unwrap_or_else(|| default.to_owned());
+        parse(text.trim()).map_err(|reason| ConfigError { variable, reason })
+    }
+
+    fn duration(
+        &self,
+        variable: &'static str,
+        default: &str,
+        positive: bool,
+    ) -> Result<Duration, ConfigError> {
+        self.parse(variable, default, |text| {
+            let value = humantime::parse_duration(text)
+                .map_err(|e| format!("`{text}` is not a duration like `50ms` or `30s` ({e})"))?;
+            if positive && value.is_zero() {
+                return Err(format!("`{text}` must be above zero"));
+            }
+            Ok(value)
+        })
+    }
+
+    fn fraction(&self, variable: &'static str, default: &str) -> Result<f32, ConfigError> {
+        self.parse(variable, default, |text| {
+            text.parse::<f32>()
+                .ok()
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(|| format!("`{text}` is not a number in 0..=1"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 4] = [
+        ("SAFECITY_DETECTOR_CFG", "/m/yolov4-tiny.cfg"),
+        ("SAFECITY_DETECTOR_WEIGHTS", "/m/yolov4-tiny.weights"),
+        ("SAFECITY_DETECTOR_NAMES", "/m/coco.names"),
+        ("SAFECITY_DETECTOR_CLASSES", "/m/classes.toml"),
+    ];
+
+    fn from(vars: &[(&str, &str)]) -> Result<DetectorConfig, ConfigError> {
+        let mut map: HashMap<String, String> = REQUIRED
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        for (k, v) in vars {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        DetectorConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = from(&[]).expect("defaults");
+        assert_eq!(config.model.cfg, PathBuf::from("/m/yolov4-tiny.cfg"));
+        assert_eq!(config.device, DevicePreference::Cpu);
+        assert_eq!(config.batch.max_batch, 4);
+        assert_eq!(config.batch.max_wait, Duration::from_millis(50));
+        assert_eq!(config.incident_window, Duration::from_secs(30));
+        assert_eq!(config.incident_memory, Duration::from_secs(600));
+        assert_eq!(config.snapshot.max_side, 640);
+        assert_eq!(config.snapshot.quality, 80);
+        assert_eq!(config.confidence, 0.25);
+        assert_eq!(config.nms, 0.45);
+        assert_eq!(config.region, None);
+        assert_eq!(config.max_frame_bytes, 20 * 1024 * 1024);
+        assert_eq!(config.max_frame_pixels, 40_000_000);
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let config = from(&[
+            ("SAFECITY_DETECTOR_DEVICE", "cuda:1"),
+            ("SAFECITY_DETECTOR_BATCH_SIZE", "8"),
+            ("SAFECITY_DETECTOR_BATCH_WAIT", "0ms"),
+            ("SAFECITY_DETECTOR_INCIDENT_WINDOW", "2m"),
+            ("SAFECITY_DETECTOR_INCIDENT_MEMORY", "2m"),
+            ("SAFECITY_DETECTOR_REGION", "busan"),
+            ("SAFECITY_DETECTOR_CONFIDENCE", "0.5"),
+        ])
+        .expect("valid");
+        assert_eq!(config.device, DevicePreference::Cuda(1));
+        assert_eq!(config.batch.max_batch, 8);
+        assert_eq!(config.batch.max_wait, Duration::ZERO);
+        assert_eq!(config.incident_window, Duration::from_secs(120));
+        assert_eq!(config.region.as_deref(), Some("busan"));
+        assert_eq!(config.confidence, 0.5);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (variable, value) in [
+            ("SAFECITY_DETECTOR_CFG", ""),
+            ("SAFECITY_DETECTOR_DEVICE", "tpu"),
+            ("SAFECITY_DETECTOR_DEVICE", "cuda:x"),
+            ("SAFECITY_DETECTOR_BATCH_SIZE", "0"),
+            ("SAFECITY_DETECTOR_BATCH_WAIT", "soon"),
+            ("SAFECITY_DETECTOR_INCIDENT_WINDOW", "0s"),
+            ("SAFECITY_DETECTOR_INCIDENT_MEMORY", "10s"),
+            ("SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE", "8"),
+            ("SAFECITY_DETECTOR_SNAPSHOT_QUALITY", "101"),
+            ("SAFECITY_DETECTOR_CONFIDENCE", "1.5"),
+            ("SAFECITY_DETECTOR_NMS", "high"),
+            ("SAFECITY_DETECTOR_REGION", "a.b"),
+            ("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "-1"),
+            ("SAFECITY_DETECTOR_MAX_FRAME_PIXELS", "0"),
+        ] {
+            let err = from(&[(variable, value)]).expect_err(variable);
+            assert_eq!(err.variable, variable, "{err}");
+            assert!(err.to_string().starts_with(variable), "{err}");
+        }
+        let missing = DetectorConfig::from_lookup(|_| None).expect_err("required");
+        assert_eq!(missing.variable, "SAFECITY_DETECTOR_CFG");
+        assert!(missing.to_string().contains("is required"), "{missing}");
+    }
+}

@@ -1,0 +1,426 @@
+//! The network: one block per cfg section, run in cfg order.
+
+mod conv;
+mod maxpool;
+mod route;
+mod shortcut;
+mod upsample;
+mod yolo;
+
+pub use conv::ConvBlock;
+pub use maxpool::MaxPool;
+pub use route::Route;
+pub use shortcut::Shortcut;
+pub use upsample::Upsample;
+pub use yolo::YoloHead;
+
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::darknet::cfg::{LayerConfig, NetConfig};
+use crate::darknet::weights::{self, ConvShape, DARKNET_BN_EPSILON};
+use crate::error::LoadError;
+
+/// The element type of every tensor the model holds and computes (f32).
+pub const MODEL_DTYPE: DType = DType::F32;
+
+/// Options for [`Darknet::load_with`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    /// Batch-norm epsilon used when folding BN into the convolutions:
+    /// [`DARKNET_BN_EPSILON`] (default) or
+    /// [`OPENCV_BN_EPSILON`](crate::darknet::weights::OPENCV_BN_EPSILON) to match OpenCV DNN.
+    pub bn_epsilon: f32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            bn_epsilon: DARKNET_BN_EPSILON,
+        }
+    }
+}
+
+/// One block of the network.
+#[derive(Debug, Clone)]
+pub(crate) enum Layer {
+    Conv(ConvBlock),
+    MaxPool(MaxPool),
+    Route(Route),
+    Shortcut(Shortcut),
+    Upsample(Upsample),
+    Yolo(YoloHead),
+}
+
+/// A Darknet network with its weights, on one device.
+#[derive(Debug, Clone)]
+pub struct Darknet {
+    layers: Vec<Layer>,
+    /// Input layer indices of each layer; `None` means the network input.
+    inputs: Vec<Vec<Option<usize>>>,
+    /// (channels, height, width) of each layer's output.
+    shapes: Vec<(usize, usize, usize)>,
+    /// The last layer that reads each layer's output.
+    last_use: Vec<usize>,
+    heads: Vec<usize>,
+    width: usize,
+    height: usize,
+    channels: usize,
+    classes: usize,
+    device: Device,
+}
+
+impl Darknet {
+    /// Builds the network from a parsed cfg and the bytes of its `.weights`,
+    /// folding batch norm with Darknet's epsilon.
+    pub fn load(cfg: &NetConfig, weights: &[u8], device: &Device) -> Result<Darknet, LoadError> {
+        Darknet::load_with(cfg, weights, device, &LoadOptions::default())
+    }
+
+    /// [`Darknet::load`] with explicit [`LoadOptions`].
+    pub fn load_with(
+        cfg: &NetConfig,
+        weights: &[u8],
+        device: &Device,
+        options: &LoadOptions,
+    ) -> Result<Darknet, LoadError> {
+        let plan = Plan::new(cfg)?;
+        let (_, mut params) = weights::read(weights, &plan.convs, options.bn_epsilon)?;
+        let mut params = params.drain(..);
+        let mut layers = Vec::with_capacity(cfg.layers.len());
+        for (index, layer) in cfg.layers.iter().enumerate() {
+            layers.push(match layer {
+                LayerConfig::Convolutional(c) => {
+                    let in_channels = plan.input_channels(index);
+                    let p = params
+                        .next()
+                        .expect("the weights reader returns one entry per convolution");
+                    Layer::Conv(ConvBlock::load(c, in_channels, p, device)?)
+                }
+                LayerConfig::MaxPool(c) => Layer::MaxPool(MaxPool::load(c)),
+                LayerConfig::Route(c) => Layer::Route(Route::load(c)),
+                LayerConfig::Shortcut(c) => Layer::Shortcut(Shortcut::load(c)),
+                LayerConfig::Upsample(c) => Layer::Upsample(Upsample::load(c)),
+                LayerConfig::Yolo(c) => Layer::Yolo(YoloHead::load(c)),
+            });
+        }
+        let mut last_use: Vec<usize> = (0..layers.len()).collect();
+        for (index, inputs) in plan.inputs.iter().enumerate() {
+            for &i in inputs.iter().flatten() {
+                last_use[i] = last_use[i].max(index);
+            }
+        }
+        Ok(Darknet {
+            layers,
+            inputs: plan.inputs,
+            shapes: plan.shapes,
+            last_use,
+            heads: plan.heads,
+            width: cfg.width,
+            height: cfg.height,
+            channels: cfg.channels,
+            classes: plan.classes,
+            device: device.clone(),
+        })
+    }
+
+    /// `(width, height)` of the network input.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Input channels (3 for RGB).
+    pub fn input_channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Classes every `[yolo]` head predicts.
+    pub fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The device every tensor of the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of layers (sections after `[net]`).
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// `(channels, height, width)` of a layer's output for one image.
+    pub fn output_shape(&self, layer: usize) -> Option<(usize, usize, usize)> {
+        self.shapes.get(layer).copied()
+    }
+
+    /// Indices of the `[yolo]` layers, in cfg order.
+    pub fn head_layers(&self) -> &[usize] {
+        &self.heads
+    }
+
+    /// The `[yolo]` heads, in cfg order (same order as [`Darknet::forward_heads`]).
+    pub fn heads(&self) -> Vec<&YoloHead> {
+        self.heads
+            .iter()
+            .filter_map(|&i| match &self.layers[i] {
+                Layer::Yolo(h) => Some(h),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every convolution block with its layer index, in cfg order.
+    pub fn conv_blocks(&self) -> Vec<(usize, &ConvBlock)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                Layer::Conv(c) => Some((i, c)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Raw logits of every `[yolo]` layer's input, in cfg order, each
+    /// `(N, anchors*(5+classes), H, W)`, f32.
+    pub fn forward_heads(&self, input: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        self.forward_layers(input, &self.heads)
+    }
+
+    /// Outputs of the given layers (Darknet numbering: sections after `[net]`
+    /// from 0), in the order asked, for debugging and oracle tests.
+    pub fn forward_layers(
+        &self,
+        input: &Tensor,
+        layers: &[usize],
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let Some(&last) = layers.iter().max() else {
+            return Ok(Vec::new());
+        };
+        if last >= self.layers.len() {
+            candle_core::bail!(
+                "layer {last} requested, but the network has {} layers",
+                self.layers.len()
+            );
+        }
+        let input = self.check_input(input)?;
+        let mut outputs: Vec<Option<Tensor>> = vec![None; last + 1];
+        for index in 0..=last {
+            let inputs = self.inputs[index]
+                .iter()
+                .map(|i| match i {
+                    None => Ok(&input),
+                    Some(i) => outputs[*i].as_ref().ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "layer {index}: output of layer {i} was dropped"
+                        ))
+                    }),
+                })
+                .collect::<candle_core::Result<Vec<&Tensor>>>()?;
+            let out = match &self.layers[index] {
+                Layer::Conv(l) => l.forward(inputs[0])?,
+                Layer::MaxPool(l) => l.forward(inputs[0])?,
+                Layer::Upsample(l) => l.forward(inputs[0])?,
+                Layer::Yolo(l) => l.forward(inputs[0])?,
+                Layer::Route(l) => l.forward_many(&inputs)?,
+                Layer::Shortcut(l) => l.forward_many(&inputs)?,
+            };
+            outputs[index] = Some(out);
+            // Free outputs nobody reads any more (unless asked for).
+            for i in self.inputs[index].iter().flatten() {
+                if self.last_use[*i] <= index && !layers.contains(i) {
+                    outputs[*i] = None;
+                }
+            }
+        }
+        layers
+            .iter()
+            .map(|&i| {
+                outputs[i].clone().ok_or_else(|| {
+                    candle_core::Error::Msg(format!("output of layer {i} was dropped"))
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the input's device and shape and converts it to [`MODEL_DTYPE`].
+    fn check_input(&self, input: &Tensor) -> candle_core::Result<Tensor> {
+        if !input.device().same_device(&self.device) {
+            candle_core::bail!(
+                "input is on {:?} but the model is on {:?}",
+                input.device(),
+                self.device
+            );
+        }
+        let (_, c, h, w) = input.dims4()?;
+        if (c, h, w) != (self.channels, self.height, self.width) {
+            candle_core::bail!(
+                "input is (N, {c}, {h}, {w}) but the network expects (N, {}, {}, {})",
+                self.channels,
+                self.height,
+                self.width
+            );
+        }
+        input.to_dtype(MODEL_DTYPE)
+    }
+}
+
+/// Shapes and wiring derived from the cfg before any weight is read.
+struct Plan {
+    inputs: Vec<Vec<Option<usize>>>,
+    shapes: Vec<(usize, usize, usize)>,
+    in_channels: Vec<usize>,
+    convs: Vec<ConvShape>,
+    heads: Vec<usize>,
+    classes: usize,
+}
+
+impl Plan {
+    fn new(cfg: &NetConfig) -> Result<Plan, LoadError> {
+        let mut inputs = Vec::with_capacity(cfg.layers.len());
+        let mut shapes: Vec<(usize, usize, usize)> = Vec::with_capacity(cfg.layers.len());
+        let mut in_channels = Vec::with_capacity(cfg.layers.len());
+        let mut convs = Vec::new();
+        let mut heads = Vec::new();
+        let mut classes = None;
+        for (index, layer) in cfg.layers.iter().enumerate() {
+            let shape_error = |message: String| LoadError::Shape {
+                layer: index,
+                section: layer.section_name(),
+                line: layer.line(),
+                message,
+            };
+            let prev = index.checked_sub(1);
+            let (c, h, w) = match prev {
+                None => (cfg.channels, cfg.height, cfg.width),
+                Some(p) => shapes[p],
+            };
+            let (layer_inputs, shape) = match layer {
+                LayerConfig::Convolutional(conv) => {
+                    if c % conv.groups != 0 || conv.filters % conv.groups != 0 {
+                        return Err(shape_error(format!(
+                            "groups={} must divide both the {c} input channels and filters={}",
+                            conv.groups, conv.filters
+                        )));
+                    }
+                    let out = |len: usize| {
+                        (len + 2 * conv.padding)
+                            .checked_sub(conv.size)
+                            .map(|v| v / conv.stride + 1)
+                    };
+                    let (Some(oh), Some(ow)) = (out(h), out(w)) else {
+                        return Err(shape_error(format!(
+                            "kernel size {} does not fit the {h}x{w} input with padding {}",
+                            conv.size, conv.padding
+                        )));
+                    };
+                    convs.push(ConvShape {
+                        layer: index,
+                        line: conv.line,
+                        filters: conv.filters,
+                        channels_per_group: c / conv.groups,
+                        size: conv.size,
+                        batch_normalize: conv.batch_normalize,
+                    });
+                    (vec![prev], (conv.filters, oh, ow))
+                }
+                LayerConfig::MaxPool(m) => {
+                    let pool = MaxPool::load(m);
+                    let (Some(oh), Some(ow)) = (pool.output_len(h), pool.output_len(w)) else {
+                        return Err(shape_error(format!(
+                            "window size {} does not fit the {h}x{w} input with padding {}",
+                            m.size, m.padding
+                        )));
+                    };
+                    // Darknet fills a window with no input cell with -FLT_MAX; refuse such cfgs.
+                    let left = m.padding / 2;
+                    let last_start = |out: usize| (out - 1) * m.stride;
+                    if left >= m.size || last_start(oh) >= h + left || last_start(ow) >= w + left {
+                        return Err(shape_error(format!(
+                            "padding={} leaves some size={} windows entirely outside the {h}x{w} input",
+                            m.padding, m.size
+                        )));
+                    }
+                    (vec![prev], (c, oh, ow))
+                }
+                LayerConfig::Route(r) => {
+                    let (_, h0, w0) = shapes[r.layers[0]];
+                    let mut total = 0;
+                    for &src in &r.layers {
+                        let (sc, sh, sw) = shapes[src];
+                        if (sh, sw) != (h0, w0) {
+                            return Err(shape_error(format!(
+                                "layer {src} is {sh}x{sw} but layer {} is {h0}x{w0}: routed layers must match",
+                                r.layers[0]
+                            )));
+                        }
+                        if sc % r.groups != 0 {
+                            return Err(shape_error(format!(
+                                "groups={} does not divide the {sc} channels of layer {src}",
+                                r.groups
+                            )));
+                        }
+                        total += sc / r.groups;
+                    }
+                    (r.layers.iter().map(|&l| Some(l)).collect(), (total, h0, w0))
+                }
+                LayerConfig::Shortcut(s) => {
+                    for &src in &s.from {
+                        if shapes[src] != (c, h, w) {
+                            let (sc, sh, sw) = shapes[src];
+                            return Err(shape_error(format!(
+                                "adds layer {src} ({sc}x{sh}x{sw}) to the previous output ({c}x{h}x{w}); \
+                                 only equal shapes are supported"
+                            )));
+                        }
+                    }
+                    let mut v = vec![prev];
+                    v.extend(s.from.iter().map(|&l| Some(l)));
+                    (v, (c, h, w))
+                }
+                LayerConfig::Upsample(u) => (vec![prev], (c, h * u.stride, w * u.stride)),
+                LayerConfig::Yolo(y) => {
+                    if c != y.expected_channels() {
+                        return Err(shape_error(format!(
+                            "expects {} input channels (mask of {} anchors x (5 + classes={})), \
+                             but the previous layer outputs {c}: check `filters=` before this [yolo]",
+                            y.expected_channels(),
+                            y.mask.len(),
+                            y.classes
+                        )));
+                    }
+                    match classes {
+                        None => classes = Some(y.classes),
+                        Some(expected) if expected != y.classes => {
+                            return Err(LoadError::InconsistentClasses {
+                                expected,
+                                found: y.classes,
+                                line: y.line,
+                            });
+                        }
+                        Some(_) => {}
+                    }
+                    heads.push(index);
+                    (vec![prev], (c, h, w))
+                }
+            };
+            inputs.push(layer_inputs);
+            shapes.push(shape);
+            in_channels.push(c);
+        }
+        let classes = classes.ok_or(LoadError::NoYoloLayer)?;
+        Ok(Plan {
+            inputs,
+            shapes,
+            in_channels,
+            convs,
+            heads,
+            classes,
+        })
+    }
+
+    /// Input channels of layer `index` (the previous output, or the network input).
+    fn input_channels(&self, index: usize) -> usize {
+        self.in_channels[index]
+    }
+}
