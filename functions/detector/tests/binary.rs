@@ -2,17 +2,7 @@
 
 use std::process::Command;
 
-fn assets() -> std::path::PathBuf {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/yolo-assets").into());
-    assert!(
-        dir.join("yolov4-tiny.weights").is_file(),
-        "YOLO assets missing in {}: run scripts/fetch-yolo-assets.sh",
-        dir.display()
-    );
-    dir
-}
+use safecity_yolo::assets::checked_dir as assets;
 
 fn detector(vars: &[(&str, String)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_detector"));

@@ -38,22 +38,7 @@ event = "knife"
 min_confidence = 0.5
 "#;
 
-fn assets() -> PathBuf {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../target/yolo-assets"
-            ))
-        });
-    assert!(
-        dir.join("yolov4-tiny.weights").is_file(),
-        "YOLO assets missing in {}: run scripts/fetch-yolo-assets.sh",
-        dir.display()
-    );
-    dir
-}
+use safecity_yolo::assets::checked_dir as assets;
 
 fn photo(name: &str) -> Vec<u8> {
     std::fs::read(assets().join(name)).expect("sample photo")

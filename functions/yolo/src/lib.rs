@@ -11,6 +11,8 @@
 //! - [`device`]: picking the CPU or a CUDA device.
 
 pub mod activation;
+#[cfg(feature = "testkit")]
+pub mod assets;
 pub mod darknet;
 pub mod detector;
 pub mod device;

@@ -262,12 +262,7 @@ resize=1.5
 
 #[test]
 fn the_official_yolov4_tiny_cfg_parses() {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/yolo-assets").into());
-    let path = dir.join("yolov4-tiny.cfg");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-yolo-assets.sh", path.display()));
+    let text = safecity_yolo::assets::text("yolov4-tiny.cfg");
     let net = NetConfig::parse(&text).unwrap();
     assert_eq!((net.width, net.height, net.channels), (416, 416, 3));
     assert_eq!(net.layers.len(), 38);
@@ -282,12 +277,7 @@ fn the_official_yolov4_tiny_cfg_parses() {
 
 #[test]
 fn the_official_yolov4_cfg_parses_with_its_training_keys() {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/yolo-assets").into());
-    let path = dir.join("yolov4.cfg");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-yolo-assets.sh", path.display()));
+    let text = safecity_yolo::assets::text("yolov4.cfg");
     let net = NetConfig::parse(&text).unwrap();
     assert_eq!((net.width, net.height), (608, 608));
     assert_eq!(net.layers.len(), 162);

@@ -1,6 +1,5 @@
 //! The detector facade on the official yolov4-tiny: batching, letterbox, loading errors.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::Device;
@@ -9,17 +8,7 @@ use safecity_yolo::LoadError;
 use safecity_yolo::detector::{Detector, DetectorOptions, ObjectDetection, parse_names};
 use safecity_yolo::preprocess::{ImageLimits, Resize, decode};
 
-fn assets() -> PathBuf {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/yolo-assets").into());
-    assert!(
-        dir.join("yolov4-tiny.weights").is_file(),
-        "YOLO assets missing in {}: run scripts/fetch-yolo-assets.sh",
-        dir.display()
-    );
-    dir
-}
+use safecity_yolo::assets::checked_dir as assets;
 
 fn image(name: &str) -> RgbImage {
     decode(

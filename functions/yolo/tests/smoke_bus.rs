@@ -3,28 +3,11 @@
 //! published result (`darknet detector test`, thresh 0.25, DIoU NMS 0.45).
 //! The strict numeric comparison against OpenCV lives in the oracle tests.
 
-use std::path::PathBuf;
-
 use candle_core::Device;
 use safecity_yolo::preprocess::{self, ImageLimits};
 use safecity_yolo::{Detector, DetectorOptions};
 
-fn assets() -> PathBuf {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../target/yolo-assets"
-            ))
-        });
-    assert!(
-        dir.join("yolov4-tiny.weights").is_file(),
-        "YOLO assets missing in {}: run scripts/fetch-yolo-assets.sh",
-        dir.display()
-    );
-    dir
-}
+use safecity_yolo::assets::checked_dir as assets;
 
 #[test]
 fn yolov4_tiny_finds_the_people_and_the_bus_on_bus_jpg() {

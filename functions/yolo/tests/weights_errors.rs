@@ -1,7 +1,5 @@
 //! The weights reader consumes the file exactly and says by how many floats it is off.
 
-use std::path::PathBuf;
-
 use candle_core::Device;
 use safecity_yolo::LoadError;
 use safecity_yolo::darknet::cfg::NetConfig;
@@ -11,17 +9,7 @@ use safecity_yolo::model::Darknet;
 /// Floats in the official yolov4-tiny.weights after its 20-byte header.
 const TINY_FLOATS: usize = 6_062_814;
 
-fn assets() -> PathBuf {
-    let dir = std::env::var_os("SAFECITY_YOLO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/yolo-assets").into());
-    assert!(
-        dir.join("yolov4-tiny.weights").is_file(),
-        "YOLO assets missing in {}: run scripts/fetch-yolo-assets.sh",
-        dir.display()
-    );
-    dir
-}
+use safecity_yolo::assets::checked_dir as assets;
 
 fn tiny() -> (String, Vec<u8>) {
     let dir = assets();
