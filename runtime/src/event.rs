@@ -29,6 +29,9 @@ pub enum DecodeError {
     /// The body is empty.
     #[error("empty body: expected a CloudEvent in JSON structured mode")]
     EmptyBody,
+    /// A camera frame's body is empty.
+    #[error("empty frame body: expected a JPEG image")]
+    EmptyFrame,
     /// The body is not a JSON object.
     #[error("body is not a JSON CloudEvent: {0}")]
     NotJson(String),

@@ -89,7 +89,7 @@ impl Frame {
     /// Decodes a frame from a message body and its headers.
     pub fn decode(body: &[u8], headers: Option<&FieldTable>) -> Result<Self, DecodeError> {
         if body.is_empty() {
-            return Err(DecodeError::EmptyBody);
+            return Err(DecodeError::EmptyFrame);
         }
         if !body.starts_with(&[0xFF, 0xD8]) {
             return Err(DecodeError::InvalidData {
@@ -205,7 +205,11 @@ mod tests {
         ));
         assert_eq!(
             Frame::decode(&[], Some(&headers)),
-            Err(DecodeError::EmptyBody)
+            Err(DecodeError::EmptyFrame)
+        );
+        assert_eq!(
+            DecodeError::EmptyFrame.to_string(),
+            "empty frame body: expected a JPEG image"
         );
         assert!(matches!(
             Frame::decode(b"GIF89a", Some(&headers)),
