@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RuntimeConfig;
 use crate::event::{CLOUDEVENTS_JSON, CloudEvent, EventData};
+use crate::frame::Frame;
 use crate::function::Function;
 use crate::run::RunningFunction;
-use crate::topology::{EVENTS_EXCHANGE, FunctionQueues};
+use crate::topology::{EVENTS_EXCHANGE, FRAMES_EXCHANGE, FunctionQueues};
 
 /// Runs `rabbitmqctl`, panics with its output if it fails, returns its stdout.
 pub fn rabbitmqctl(args: &[&str]) -> String {
@@ -128,10 +129,35 @@ impl TestClient {
         if let Some(content_type) = content_type {
             properties = properties.with_content_type(content_type.into());
         }
+        self.publish_confirmed(EVENTS_EXCHANGE, routing_key, body, properties)
+            .await;
+    }
+
+    /// Publishes a camera frame to the frames exchange under its region, as
+    /// the motion gate does, and panics if no queue was bound for it.
+    pub async fn publish_frame(&self, frame: &Frame) {
+        self.publish_confirmed(
+            FRAMES_EXCHANGE,
+            &frame.camera.region,
+            &frame.jpeg,
+            frame.properties(),
+        )
+        .await;
+    }
+
+    /// Publishes with `mandatory`, waits for the confirm, and panics unless
+    /// the broker acked it and routed it to a queue.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
         let confirm = self
             .channel
             .basic_publish(
-                EVENTS_EXCHANGE.into(),
+                exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
                     mandatory: true,
@@ -146,7 +172,7 @@ impl TestClient {
             .expect("confirm");
         assert!(
             confirm.is_ack() && confirm.take_message().is_none(),
-            "event to `{routing_key}` was not routed"
+            "message to `{exchange}` with key `{routing_key}` was not routed"
         );
     }
 

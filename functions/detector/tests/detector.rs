@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use safecity_detector::incidents::incident_id;
 use safecity_detector::{
@@ -17,7 +17,7 @@ use safecity_detector::{
 use safecity_runtime::failure::header;
 use safecity_runtime::headers::get_str;
 use safecity_runtime::testing::{TestClient, TestFunction, eventually};
-use safecity_runtime::topology::{EVENTS_EXCHANGE, FRAMES_EXCHANGE};
+use safecity_runtime::topology::EVENTS_EXCHANGE;
 use safecity_runtime::{Camera, CloudEvent, EventType, Frame, SafetyEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -125,28 +125,7 @@ impl Harness {
             sequence,
             jpeg,
         };
-        let confirm = self
-            .function
-            .client
-            .channel
-            .basic_publish(
-                FRAMES_EXCHANGE.into(),
-                REGION.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &frame.jpeg,
-                frame.properties(),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(
-            confirm.is_ack() && confirm.take_message().is_none(),
-            "frame routed"
-        );
+        self.function.client.publish_frame(&frame).await;
     }
 
     fn handled(&self) -> f64 {
