@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lapin::types::FieldTable;
+use prometheus_client::registry::Registry;
 
 use crate::city::EventType;
 use crate::context::Context;
@@ -51,6 +52,47 @@ pub trait Function: Send + Sync + 'static {
         input: Self::Input,
         ctx: Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Adds the function's own Prometheus metrics to the runtime's registry,
+    /// served on `/metrics` beside the `safecity_events_*` series. The default
+    /// adds none.
+    ///
+    /// Called once by [`start`](crate::start), before the HTTP port opens and
+    /// before the first input. Create the metric handles when the function is
+    /// built, keep them in `self`, and register clones here: a
+    /// [`prometheus_client`] handle and its clone share one value, so
+    /// `handle` just increments its own copy. Names are used as given (a
+    /// counter gets the `_total` suffix); prefix them with the function, e.g.
+    /// `safecity_detector_`, and leave the runtime's names (see
+    /// [`metrics`](crate::metrics)) alone.
+    ///
+    /// ```
+    /// use safecity_runtime::prometheus_client::metrics::counter::Counter;
+    /// use safecity_runtime::prometheus_client::registry::Registry;
+    /// # use safecity_runtime::{CloudEvent, Context, EventType, Function, HandlerError, SafetyEvent, Subscription};
+    ///
+    /// #[derive(Default)]
+    /// struct Log {
+    ///     fires: Counter,
+    /// }
+    ///
+    /// impl Function for Log {
+    ///     type Input = CloudEvent<SafetyEvent>;
+    ///     fn name(&self) -> &str { "log" }
+    ///     fn subscriptions(&self) -> Vec<Subscription> { vec![EventType::Fire.into()] }
+    ///     async fn handle(&self, _event: Self::Input, _ctx: Context) -> Result<(), HandlerError> {
+    ///         self.fires.inc();
+    ///         Ok(())
+    ///     }
+    ///     fn register_metrics(&self, registry: &mut Registry) {
+    ///         // Served as `safecity_log_fires_total`.
+    ///         registry.register("safecity_log_fires", "Fire events seen", self.fires.clone());
+    ///     }
+    /// }
+    /// ```
+    fn register_metrics(&self, registry: &mut Registry) {
+        let _ = registry;
+    }
 }
 
 /// One binding of a function's queue.

@@ -16,7 +16,9 @@
 //!   the grace period, requeue the rest.
 //! - **Broker faults**: reconnect with backoff, resume consuming.
 //! - **Observability**: `/healthz`, `/readyz`, `/metrics` and `tracing` spans
-//!   whose trace id comes from the event's `traceparent`.
+//!   whose trace id comes from the event's `traceparent`. A function adds its
+//!   own metrics to `/metrics` with [`Function::register_metrics`] (handles
+//!   from the re-exported [`prometheus_client`], so versions always match).
 //!
 //! Configuration comes from the environment; see [`RuntimeConfig`].
 
@@ -46,6 +48,10 @@ pub use frame::Frame;
 pub use function::{Function, HandlerError, Input, Subscription};
 pub use publisher::{PublishError, Publisher};
 pub use run::{RunError, RunningFunction, run, start};
+
+/// The Prometheus client the runtime's registry is built with, for
+/// [`Function::register_metrics`].
+pub use prometheus_client;
 
 #[cfg(feature = "testkit")]
 mod testkit;

@@ -15,6 +15,9 @@
 //! | `safecity_start_to_consuming_seconds` | gauge | function (process start to first consume) |
 //!
 //! Decode failures are labelled `event_type="invalid"`: the type is what could not be read.
+//!
+//! A function adds its own metrics to the same registry, and so to `/metrics`,
+//! with [`Function::register_metrics`](crate::Function::register_metrics).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -282,6 +285,12 @@ impl Metrics {
             .entry(kind)
             .or_insert(handles)
             .clone()
+    }
+
+    /// The registry, to add metrics before the process serves them; the
+    /// runtime hands it to [`Function::register_metrics`](crate::Function::register_metrics).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Renders every metric in the Prometheus text format.

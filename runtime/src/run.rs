@@ -108,7 +108,9 @@ pub async fn start<F: Function>(
     if subscriptions.is_empty() {
         return Err(TopologyError::NoSubscriptions(name.to_string()).into());
     }
-    let metrics = Arc::new(Metrics::new(&name));
+    let mut metrics = Metrics::new(&name);
+    function.register_metrics(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     let readiness = Readiness::default();
     let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match config.http_addr {

@@ -188,7 +188,8 @@ impl TestClient {
         body
     }
 
-    /// Ready messages of a queue (passive declare: exact and immediate).
+    /// Ready messages of a queue now (one passive declare). The broker may not
+    /// have settled an action that just completed: see [`TestClient::ready_count_within`].
     pub async fn ready_count(&self, queue: &str) -> u32 {
         self.channel
             .queue_declare(
@@ -202,6 +203,24 @@ impl TestClient {
             .await
             .expect("queue exists")
             .message_count()
+    }
+
+    /// Polls the ready count of `queue` every 20 ms until it is `expected` or
+    /// `timeout` passes; returns the last count read.
+    ///
+    /// RabbitMQ settles counts asynchronously (a closed channel's unacked
+    /// deliveries return to a quorum queue through its log, after the close
+    /// itself completed), so a single read right after an action can be stale.
+    /// Assert on the returned value: `assert_eq!(client.ready_count_within(&q, 4, t).await, 4)`.
+    pub async fn ready_count_within(&self, queue: &str, expected: u32, timeout: Duration) -> u32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.ready_count(queue).await;
+            if count == expected || Instant::now() >= deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Takes one message from a queue, if any.

@@ -15,6 +15,8 @@ use support::{Journal, Probe, TestVhost, eventually, http_get, metric};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// How long a queue count may take to settle after an action.
+const SETTLE: Duration = Duration::from_secs(10);
 
 async fn start_probe(
     vhost: &TestVhost,
@@ -65,7 +67,9 @@ async fn shutdown_finishes_in_flight_work_and_leaves_the_rest_queued() {
     assert!(first_round >= 4, "{first_round}");
     let queue = FunctionQueues::new("probe").expect("name").work();
     assert_eq!(
-        client.ready_count(&queue).await,
+        client
+            .ready_count_within(&queue, 12 - first_round, SETTLE)
+            .await,
         12 - first_round,
         "finished work was acked, the rest is still queued"
     );
@@ -78,7 +82,7 @@ async fn shutdown_finishes_in_flight_work_and_leaves_the_rest_queued() {
     }
     stop.cancel();
     running.join().await.expect("clean stop");
-    assert_eq!(client.ready_count(&queue).await, 0);
+    assert_eq!(client.ready_count_within(&queue, 0, SETTLE).await, 0);
 }
 
 #[tokio::test]
@@ -106,7 +110,11 @@ async fn work_unfinished_when_the_grace_expires_is_requeued_not_lost() {
         .expect("clean stop");
     assert_eq!(journal.total_completed(), 0);
     let queue = FunctionQueues::new("probe").expect("name").work();
-    assert_eq!(client.ready_count(&queue).await, 4, "all four requeued");
+    assert_eq!(
+        client.ready_count_within(&queue, 4, SETTLE).await,
+        4,
+        "all four requeued"
+    );
 
     let (running, stop) = start_probe(&vhost, &journal, &settings).await;
     eventually(WAIT, "all 4 done", || journal.total_completed() == 4).await;
@@ -140,7 +148,7 @@ async fn a_connection_closed_by_the_broker_is_reestablished_and_nothing_is_lost(
     })
     .await;
     let queue = FunctionQueues::new("probe").expect("name").work();
-    assert_eq!(client.ready_count(&queue).await, 0);
+    assert_eq!(client.ready_count_within(&queue, 0, SETTLE).await, 0);
     assert!(running.is_ready(), "consuming again");
     let reconnects = metric(
         &running.metrics().encode(),

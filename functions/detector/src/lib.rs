@@ -183,6 +183,12 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
 impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> Function for DetectorFunction<M> {
     type Input = Frame;
 
+    /// Serves the detector's batch, inference, rejection, sighting and alert
+    /// metrics on the runtime's `/metrics`.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
+    }
+
     fn name(&self) -> &str {
         FUNCTION_NAME
     }

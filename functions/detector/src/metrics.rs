@@ -9,9 +9,11 @@
 //! | `safecity_detector_sightings_total` | counter | `event_type`: frames with a mapped detection |
 //! | `safecity_detector_alerts_total` | counter | `event_type`: events emitted (one per incident) |
 //!
-//! The runtime's registry (`/metrics`) has no hook for a function's own
-//! metrics yet; [`DetectorMetrics::encode`] renders these in the same text
-//! format, and [`DetectorMetrics::log_every`] logs a summary periodically.
+//! They are served on the runtime's `/metrics`: the detector's
+//! [`Function::register_metrics`](safecity_runtime::Function::register_metrics)
+//! calls [`DetectorMetrics::register`]. [`DetectorMetrics::encode`] renders
+//! them alone (for tests), and [`DetectorMetrics::log_every`] logs a summary
+//! periodically.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,57 +56,64 @@ impl Default for DetectorMetrics {
 }
 
 impl DetectorMetrics {
-    /// Creates and registers every metric.
+    /// Creates every metric, registered in its own registry (see [`DetectorMetrics::encode`]).
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        // 1, 2, 4, ..., 128 frames.
-        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 8));
-        // 5 ms .. ~20 s.
-        let inference = Histogram::new(exponential_buckets(0.005, 2.0, 13));
-        let batch_failures = Counter::default();
-        let frames_rejected = Counter::default();
-        let sightings = Family::<EventLabels, Counter>::default();
-        let alerts = Family::<EventLabels, Counter>::default();
-        let prefixed = registry.sub_registry_with_prefix("safecity_detector");
-        prefixed.register("batch_size", "Frames per model run", batch_size.clone());
-        prefixed.register(
-            "inference_seconds",
-            "Duration of one model run (one batch)",
-            inference.clone(),
-        );
-        prefixed.register(
-            "batch_failures",
-            "Model runs that failed; their frames are retried",
-            batch_failures.clone(),
-        );
-        prefixed.register(
-            "frames_rejected",
-            "Frames dead-lettered as undecodable or too large",
-            frames_rejected.clone(),
-        );
-        prefixed.register(
-            "sightings",
-            "Frames with at least one mapped detection, by event type",
-            sightings.clone(),
-        );
-        prefixed.register(
-            "alerts",
-            "Events emitted, one per incident, by event type",
-            alerts.clone(),
-        );
-        DetectorMetrics {
-            registry,
-            batch_size,
-            inference,
-            batch_failures,
-            frames_rejected,
-            sightings,
-            alerts,
+        let mut metrics = DetectorMetrics {
+            registry: Registry::default(),
+            // 1, 2, 4, ..., 128 frames.
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            // 5 ms .. ~20 s.
+            inference: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
+            batch_failures: Counter::default(),
+            frames_rejected: Counter::default(),
+            sightings: Family::default(),
+            alerts: Family::default(),
             batches: AtomicU64::new(0),
             batched_frames: AtomicU64::new(0),
             inference_micros: AtomicU64::new(0),
             largest_batch: AtomicU64::new(0),
-        }
+        };
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.registry = registry;
+        metrics
+    }
+
+    /// Registers every metric (handles sharing their values with these) in
+    /// `registry` under the `safecity_detector_` prefix: the runtime's
+    /// registry, to serve them on `/metrics`.
+    pub fn register(&self, registry: &mut Registry) {
+        let prefixed = registry.sub_registry_with_prefix("safecity_detector");
+        prefixed.register(
+            "batch_size",
+            "Frames per model run",
+            self.batch_size.clone(),
+        );
+        prefixed.register(
+            "inference_seconds",
+            "Duration of one model run (one batch)",
+            self.inference.clone(),
+        );
+        prefixed.register(
+            "batch_failures",
+            "Model runs that failed; their frames are retried",
+            self.batch_failures.clone(),
+        );
+        prefixed.register(
+            "frames_rejected",
+            "Frames dead-lettered as undecodable or too large",
+            self.frames_rejected.clone(),
+        );
+        prefixed.register(
+            "sightings",
+            "Frames with at least one mapped detection, by event type",
+            self.sightings.clone(),
+        );
+        prefixed.register(
+            "alerts",
+            "Events emitted, one per incident, by event type",
+            self.alerts.clone(),
+        );
     }
 
     /// Records one model run of `size` frames that took `elapsed`.
@@ -203,5 +212,53 @@ impl DetectorMetrics {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safecity_runtime::metrics::Metrics;
+
+    #[test]
+    fn registered_metrics_appear_beside_the_runtime_ones() {
+        let detector = DetectorMetrics::new();
+        let mut runtime = Metrics::new("detector");
+        detector.register(runtime.registry_mut());
+        detector.observe_batch(3, Duration::from_millis(40));
+        detector.alert(EventType::Fire);
+        detector.frame_rejected();
+        runtime.consuming.set(1);
+        let text = runtime.encode();
+        assert!(
+            text.contains("safecity_detector_batch_size_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("safecity_detector_batch_size_sum 3.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("safecity_detector_inference_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"safecity_detector_alerts_total{event_type="fire"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("safecity_detector_frames_rejected_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"safecity_consuming{function="detector"} 1"#),
+            "{text}"
+        );
+        // The detector's own registry sees the same values.
+        assert!(
+            detector
+                .encode()
+                .contains("safecity_detector_frames_rejected_total 1")
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! scripts/python-peers.sh    # .venv with opencv-python-headless + numpy
-//! CARGO_TARGET_DIR=target-edge cargo bench -p safecity-motion-gate --bench gate
+//! flock /tmp/safecity-bench.lock env SAFECITY_BENCH_SECONDS=6 \
+//!   cargo bench -p safecity-motion-gate --bench gate
 //! ```
 //!
 //! For 640x360 and 1280x720 it renders a seeded street scene (sensor noise,
@@ -11,25 +12,30 @@
 //! folder, then measures on one thread:
 //! - **gate, decode excluded**: grayscale + area downscale to 160x90 + 3x3 box
 //!   blur + lighting compensation + running-average background + |diff| > 25 +
-//!   changed area + trigger, on frames decoded beforehand;
-//! - **gate, decode included**: the same plus JPEG decoding, luma only
-//!   (zune-jpeg, [`safecity_motion_gate::decode`]);
-//! - **decode only**.
+//!   changed area + trigger, on full-resolution luma frames decoded beforehand;
+//! - **gate, decode included**: the same plus JPEG decoding as the gate does
+//!   it ([`safecity_motion_gate::decode::decode_for_work`]): the 4x4-quadrant
+//!   reduced decode at 640x360 (4x the work size), the DC-only one at
+//!   1280x720 (8x);
+//! - **decode only** (likewise).
 //!
 //! The Python peer (`cv2.setNumThreads(1)`) does the same with
 //! `cv2.imdecode(IMREAD_GRAYSCALE)` (libjpeg-turbo, also luma only: both
 //! gates skip the chroma IDCT, upsampling and colour conversion),
 //! `resize(INTER_AREA)`, `blur`, `mean`, `convertScaleAbs`,
 //! `absdiff`, `threshold`, `countNonZero`, `accumulateWeighted`, on the same
-//! files. Both report how many frames had motion, as a sanity check that they
-//! did comparable work. `SAFECITY_BENCH_SECONDS` sets the time per measurement (3, split
-//! over 3 interleaved rounds; the best round counts: the machine may be shared).
+//! files: the headline baseline. It also runs the gate on libjpeg-turbo's
+//! own reduced decodes, `imdecode(IMREAD_REDUCED_GRAYSCALE_4)` at 640x360
+//! and `_8` (DC-only) at 1280x720 (a second table). All report how many frames had motion, as a sanity
+//! check that they did comparable work. `SAFECITY_BENCH_SECONDS` sets the
+//! time per measurement (3, split over 3 interleaved rounds; the best round
+//! counts: the machine may be shared).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use safecity_motion_gate::decode::decode_into;
+use safecity_motion_gate::decode::{decode_for_work, decode_into};
 use safecity_motion_gate::scene::{Background, Scene, SceneObject, SceneSpec, encode_jpeg};
 use safecity_motion_gate::{ImageView, MotionConfig, MotionDetector, Trigger, TriggerConfig};
 
@@ -80,11 +86,29 @@ excl = run(g.step, decoded)
 g = Gate()
 incl = run(lambda a: g.step(cv2.imdecode(a, cv2.IMREAD_GRAYSCALE)), arrays)
 dec = run(lambda a: cv2.imdecode(a, cv2.IMREAD_GRAYSCALE), arrays)
-print(json.dumps({"excl": excl, "incl": incl, "decode": dec, "motion": motion,
-                  "frames": len(blobs), "opencv": cv2.__version__}))
+result = {"excl": excl, "incl": incl, "decode": dec, "motion": motion,
+          "frames": len(blobs), "opencv": cv2.__version__}
+h, w = decoded[0].shape
+R8 = None
+if w >= 8 * 160 and h >= 8 * 90:
+    # libjpeg-turbo's own DC-only decode (scale_denom 8): the fair peer of
+    # the Rust gate's reduced decode.
+    R8 = cv2.IMREAD_REDUCED_GRAYSCALE_8
+elif w >= 4 * 160 and h >= 4 * 90:
+    # libjpeg-turbo's 2x2 IDCT (scale_denom 4): the peer of the quadrant decode.
+    R8 = cv2.IMREAD_REDUCED_GRAYSCALE_4
+if R8 is not None:
+    g = Gate()
+    result["motion_r8"] = sum(1 for a in arrays if g.step(cv2.imdecode(a, R8)))
+    g = Gate()
+    result["incl_r8"] = run(lambda a: g.step(cv2.imdecode(a, R8)), arrays)
+    result["decode_r8"] = run(lambda a: cv2.imdecode(a, R8), arrays)
+print(json.dumps(result))
 "#;
 
 const ROUNDS: usize = 3;
+/// The gate's work size (`MotionConfig::default()`).
+const WORK: (u32, u32) = (160, 90);
 
 fn best(a: Rates, b: Rates) -> Rates {
     Rates {
@@ -92,14 +116,38 @@ fn best(a: Rates, b: Rates) -> Rates {
         incl: a.incl.max(b.incl),
         decode: a.decode.max(b.decode),
         motion: a.motion,
+        reduced: match (a.reduced, b.reduced) {
+            (Some(x), Some(y)) => Some(Reduced8 {
+                incl: x.incl.max(y.incl),
+                decode: x.decode.max(y.decode),
+                motion: x.motion,
+            }),
+            (x, y) => x.or(y),
+        },
+        motion_full: a.motion_full,
     }
 }
 
-struct Rates {
-    excl: f64,
+/// OpenCV's gate on `IMREAD_REDUCED_GRAYSCALE_4` / `_8`.
+#[derive(Clone, Copy)]
+struct Reduced8 {
     incl: f64,
     decode: f64,
     motion: usize,
+}
+
+struct Rates {
+    /// Gate on full-resolution luma frames decoded beforehand.
+    excl: f64,
+    /// Gate with decoding (Rust: `decode_for_work`, reduced at 8x; OpenCV:
+    /// `IMREAD_GRAYSCALE`).
+    incl: f64,
+    decode: f64,
+    /// Motion frames of the gate with decoding.
+    motion: usize,
+    /// Motion frames of the gate on full-resolution frames.
+    motion_full: usize,
+    reduced: Option<Reduced8>,
 }
 
 fn main() {
@@ -123,6 +171,7 @@ fn main() {
         "| frames | gate excl. decode (Rust) | OpenCV excl. decode | ratio | gate incl. decode (Rust) | OpenCV incl. decode | ratio | decode only Rust / OpenCV | motion frames Rust / OpenCV |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut reduced_rows = Vec::new();
     for (w, h, count) in [(640u32, 360u32, 120u64), (1280, 720, 60)] {
         let dir = work.join(format!("{w}x{h}"));
         let jpegs = write_scene(&dir, w, h, count);
@@ -139,8 +188,9 @@ fn main() {
         let ratio =
             |a: f64, b: Option<f64>| b.map_or("n/a".to_owned(), |b| format!("{:.2}x", a / b));
         let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0}/s"));
+        let motion = |m: Option<usize>| m.map_or("n/a".to_owned(), |m| m.to_string());
         println!(
-            "| {w}x{h} | {:.0}/s | {} | {} | {:.0}/s | {} | {} | {:.0}/s / {} | {} / {} |",
+            "| {w}x{h} | {:.0}/s | {} | {} | {:.0}/s | {} | {} | {:.0}/s / {} | {} / {} (full-res Rust: {}) |",
             rust.excl,
             fmt(py.as_ref().map(|p| p.excl)),
             ratio(rust.excl, py.as_ref().map(|p| p.excl)),
@@ -150,9 +200,33 @@ fn main() {
             rust.decode,
             fmt(py.as_ref().map(|p| p.decode)),
             rust.motion,
-            py.as_ref()
-                .map_or("n/a".to_owned(), |p| p.motion.to_string()),
+            motion(py.as_ref().map(|p| p.motion)),
+            rust.motion_full,
         );
+        if let Some(r) = py.as_ref().and_then(|p| p.reduced) {
+            reduced_rows.push(format!(
+                "| {w}x{h} | {:.0}/s | {:.0}/s | {:.2}x | {:.0}/s / {:.0}/s | {} / {} |",
+                rust.incl,
+                r.incl,
+                rust.incl / r.incl,
+                rust.decode,
+                r.decode,
+                rust.motion,
+                r.motion
+            ));
+        }
+    }
+    if !reduced_rows.is_empty() {
+        println!(
+            "\nOpenCV with libjpeg-turbo's own reduced decode (IMREAD_REDUCED_GRAYSCALE_4 at 640x360, _8 at 1280x720), same rounds:\n"
+        );
+        println!(
+            "| frames | gate incl. decode (Rust) | OpenCV REDUCED incl. decode | ratio | decode only Rust / OpenCV REDUCED | motion frames Rust / OpenCV REDUCED |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for row in reduced_rows {
+            println!("{row}");
+        }
     }
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -259,28 +333,38 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
         })
         .collect();
     let mut gate = RustGate::new();
-    let motion = decoded
+    let motion_full = decoded
         .iter()
         .filter(|(w, h, c, px)| gate.step(*w, *h, *c, px))
+        .count();
+    let mut gate = RustGate::new();
+    let mut pixels = Vec::new();
+    let motion = jpegs
+        .iter()
+        .filter(|j| {
+            let d = decode_for_work(j, &mut pixels, WORK.0, WORK.1).expect("decode");
+            gate.step(d.width, d.height, d.channels, &pixels)
+        })
         .count();
     let mut gate = RustGate::new();
     let excl = rate(&decoded, seconds, |(w, h, c, px)| {
         std::hint::black_box(gate.step(*w, *h, *c, px));
     });
     let mut gate = RustGate::new();
-    let mut pixels = Vec::new();
     let incl = rate(jpegs, seconds, |j| {
-        let d = decode_into(j, &mut pixels).expect("decode");
+        let d = decode_for_work(j, &mut pixels, WORK.0, WORK.1).expect("decode");
         std::hint::black_box(gate.step(d.width, d.height, d.channels, &pixels));
     });
     let decode = rate(jpegs, seconds, |j| {
-        std::hint::black_box(decode_into(j, &mut pixels).expect("decode"));
+        std::hint::black_box(decode_for_work(j, &mut pixels, WORK.0, WORK.1).expect("decode"));
     });
     Rates {
         excl,
         incl,
         decode,
         motion,
+        motion_full,
+        reduced: None,
     }
 }
 
@@ -317,12 +401,19 @@ fn measure_python(python: &PathBuf, dir: &Path, seconds: f64) -> Option<Rates> {
         text[start..end].trim().parse().expect("number")
     };
     if let Some(start) = text.find("\"opencv\": ") {
-        eprintln!("OpenCV {}", text[start + 10..].trim().trim_end_matches('}'));
+        let version = text[start + 10..].split([',', '}']).next().unwrap_or("");
+        eprintln!("OpenCV {}", version.trim());
     }
     Some(Rates {
         excl: field("excl"),
         incl: field("incl"),
         decode: field("decode"),
         motion: field("motion") as usize,
+        motion_full: field("motion") as usize,
+        reduced: text.contains("\"incl_r8\"").then(|| Reduced8 {
+            incl: field("incl_r8"),
+            decode: field("decode_r8"),
+            motion: field("motion_r8") as usize,
+        }),
     })
 }

@@ -1,20 +1,42 @@
-//! Camera JPEGs to the pixels the motion pipeline needs: luma only.
+//! Camera JPEGs to the pixels the motion pipeline needs: luma only, and no
+//! more of it than the pipeline's work size needs.
 //!
-//! The motion pipeline works on grayscale, so decoding colour only to throw it
-//! away is wasted work. Nearly every camera JPEG is YCbCr (or gray): for those
-//! the hot path asks zune-jpeg (the decoder inside the `image` crate, used
-//! here directly because `image` 0.25 has no luma-only output) for the **Y
-//! plane alone**. It still has to walk the chroma entropy data, but it skips
-//! the chroma inverse DCT, the chroma upsampling and the colour conversion:
-//! about half of a colour decode at 1280x720. JPEG's Y is BT.601 luma, the
-//! same weights the pipeline applies to RGB input.
+//! The gate's entry point is [`decode_for_work`]:
 //!
-//! Everything else (Adobe RGB/CMYK/YCCK JPEGs) falls back to the `image` crate
-//! and a full RGB decode; the pipeline converts it to gray itself.
+//! - **Frames at least 8x the work size on both axes** (1280x720 and up for
+//!   the default 160x90) take a **DC-only reduced decode**
+//!   ([`crate::reduced`]): the pipeline would area-average each 8x8 luma block
+//!   anyway, and a block's mean is its DC coefficient, so the Huffman data is
+//!   walked (every component: the scan is interleaved) but only luma DC
+//!   values are kept and no inverse DCT runs. The output is
+//!   `ceil(w / 8) x ceil(h / 8)` gray; the pipeline area-averages the rest of
+//!   the way (1x at 1280x720, 1.5x at 1920x1080).
+//! - **Frames at least 4x the work size** (640x360): the same decoder at 4x,
+//!   one byte per 4x4 quadrant, its exact mean from the 25 coefficients
+//!   whose cosines do not cancel over 4 samples; still no IDCT.
 //!
-//! The luma path runs zune-jpeg in **strict mode**: a truncated or damaged
-//! frame is an error (skipped and counted as corrupt by the gate) instead of a
-//! picture padded with gray, which the gate would see as motion. The buffer is
+//!   Each reduced byte is its block's (quadrant's) mean within +-1 of a full
+//!   decode's (`tests/reduced.rs`), except where the full decode's pixels
+//!   clip at 0 or 255. Baseline Huffman JPEGs only; progressive, arithmetic,
+//!   12-bit and non-YCbCr frames take the path below.
+//! - **Other frames** (and those the reduced decoder does not take):
+//!   [`decode_into`]. The motion pipeline works on grayscale, so decoding
+//!   colour only to throw it away is wasted work. Nearly every camera JPEG is
+//!   YCbCr (or gray): for those the hot path asks zune-jpeg (the decoder
+//!   inside the `image` crate, used here directly because `image` 0.25 has no
+//!   luma-only output) for the **Y plane alone**. It still has to walk the
+//!   chroma entropy data, but it skips the chroma inverse DCT, the chroma
+//!   upsampling and the colour conversion: about half of a colour decode at
+//!   1280x720. JPEG's Y is BT.601 luma, the same weights the pipeline applies
+//!   to RGB input. Everything else (Adobe RGB/CMYK/YCCK JPEGs) falls back to
+//!   the `image` crate and a full RGB decode; the pipeline converts it to
+//!   gray itself.
+//!
+//! Both paths are **strict**: a truncated or damaged frame is an error
+//! (skipped and counted as corrupt by the gate) instead of a picture padded
+//! with gray, which the gate would see as motion. zune-jpeg runs in strict
+//! mode; the reduced decoder rejects invalid codes, coefficient overruns,
+//! scans that end early or late, and bad restart markers. The buffer is
 //! reused: no allocation per frame once the first frame of a size was decoded.
 
 use std::io::Cursor;
@@ -26,6 +48,8 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::errors::DecodeErrors;
+
+use crate::reduced::{self, ScanError};
 
 /// Largest frame side accepted (8K is 7680).
 pub const MAX_SIDE: usize = 8192;
@@ -39,6 +63,9 @@ pub enum DecodeError {
     /// The `image` crate rejected the frame (fallback path).
     #[error("JPEG does not decode: {0}")]
     Image(#[from] image::ImageError),
+    /// The DC-only decoder rejected the frame's entropy data (reduced path).
+    #[error("JPEG does not decode: {0}")]
+    Scan(#[from] ScanError),
     /// A colour layout the pipeline does not take.
     #[error("unsupported JPEG colour type {0}")]
     Unsupported(String),
@@ -53,6 +80,35 @@ pub struct Decoded {
     pub height: u32,
     /// 1 (gray, the fast path) or 3 (RGB, the fallback).
     pub channels: u8,
+    /// The JPEG's own width: `width` unless the decode was reduced.
+    pub source_width: u32,
+    /// The JPEG's own height: `height` unless the decode was reduced.
+    pub source_height: u32,
+}
+
+/// Decodes `jpeg` for a motion pipeline that works at `work_width` x
+/// `work_height`: when the frame is a baseline gray/YCbCr JPEG at least 8x
+/// (4x) that on both axes, a reduced decode ([`crate::reduced`]: one byte per
+/// 8x8 luma block (4x4 quadrant), its mean, no IDCT), otherwise
+/// [`decode_into`]. The pipeline area-averages either to its work size; the
+/// reduced decode already did the first 8x8 (4x4) of that.
+pub fn decode_for_work(
+    jpeg: &[u8],
+    pixels: &mut Vec<u8>,
+    work_width: u32,
+    work_height: u32,
+) -> Result<Decoded, DecodeError> {
+    let reduced = reduced::decode_for_work(jpeg, pixels, work_width, work_height)?;
+    match reduced {
+        Some(r) => Ok(Decoded {
+            width: r.width,
+            height: r.height,
+            channels: 1,
+            source_width: r.source_width,
+            source_height: r.source_height,
+        }),
+        None => decode_into(jpeg, pixels),
+    }
 }
 
 /// Decodes `jpeg` into `pixels` (resized as needed, reused across frames):
@@ -81,6 +137,8 @@ pub fn decode_into(jpeg: &[u8], pixels: &mut Vec<u8>) -> Result<Decoded, DecodeE
         width: width as u32,
         height: height as u32,
         channels: 1,
+        source_width: width as u32,
+        source_height: height as u32,
     })
 }
 
@@ -106,6 +164,8 @@ pub fn decode_rgb_into(jpeg: &[u8], pixels: &mut Vec<u8>) -> Result<Decoded, Dec
         width,
         height,
         channels: channels as u8,
+        source_width: width,
+        source_height: height,
     })
 }
 

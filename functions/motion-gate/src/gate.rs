@@ -1,6 +1,7 @@
 //! One camera's gate: JPEG in, [`Frame`] out when it is worth a detector.
 //!
-//! decode (luma only, into a reused buffer: [`crate::decode`]) ->
+//! decode (luma only, into a reused buffer, DC-only at 8x the work size or
+//! more: [`crate::decode::decode_for_work`]) ->
 //! [`MotionDetector`] -> [`Trigger`] -> optional re-encode to a maximum size
 //! (full colour, with the `image` crate) -> [`Frame`].
 //! Synchronous and CPU-bound: the camera task runs it on the blocking pool.
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use image::{ImageFormat, imageops};
 use safecity_runtime::{Camera, Frame};
 
-use crate::decode::{DecodeError, decode_into};
+use crate::decode::{DecodeError, decode_for_work};
 use crate::metrics::{CameraLabel, GateMetrics, Stage, StageLabel};
 use crate::motion::{ImageView, MotionDetector, MotionError};
 use crate::registry::GateParams;
@@ -119,7 +120,13 @@ impl CameraGate {
         self.read += 1;
         self.metrics.frames_read.get_or_create(&self.label).inc();
         let started = Instant::now();
-        let decoded = decode_into(&jpeg, &mut self.pixels)?;
+        let config = self.detector.config();
+        let decoded = decode_for_work(
+            &jpeg,
+            &mut self.pixels,
+            config.work_width,
+            config.work_height,
+        )?;
         self.observe(Stage::Decode, started);
         let started = Instant::now();
         let measurement = self.detector.process(ImageView {
@@ -145,7 +152,7 @@ impl CameraGate {
         if !forward {
             return Ok(None);
         }
-        let jpeg = if self.too_large(decoded.width, decoded.height) {
+        let jpeg = if self.too_large(decoded.source_width, decoded.source_height) {
             let started = Instant::now();
             let bytes = self.reencode(&jpeg)?;
             self.observe(Stage::Reencode, started);
@@ -213,9 +220,14 @@ mod tests {
 
     /// A gray 320x180 frame; from frame 1 a white box fills its left half.
     fn scene() -> Scene {
+        scene_of(320, 180)
+    }
+
+    /// A gray frame; from frame 1 a white box fills its left half.
+    fn scene_of(width: u32, height: u32) -> Scene {
         let mut spec = SceneSpec {
-            width: 320,
-            height: 180,
+            width,
+            height,
             noise: 0,
             background: Background::Flat { level: 60 },
             ..SceneSpec::default()
@@ -227,8 +239,8 @@ mod tests {
             y: 0.0,
             vx: 0.0,
             vy: 0.0,
-            width: 160,
-            height: 180,
+            width: width / 2,
+            height,
             color: [250, 250, 250],
             sprite: None,
         });
@@ -275,6 +287,26 @@ mod tests {
             right.iter().all(|&c| c.abs_diff(60) <= 3),
             "right gray: {right:?}"
         );
+    }
+
+    #[test]
+    fn a_reduced_decode_still_limits_the_frame_by_its_own_size() {
+        // 1280x720 is 8x the 160x90 work size: the gate decodes it DC-only
+        // to 160x90, but the size limit applies to the 1280x720 JPEG.
+        let scene = scene_of(1280, 720);
+        let jpegs: Vec<Vec<u8>> = (0..3).map(|n| scene.jpeg(n).expect("jpeg")).collect();
+        let limit = OutputSettings {
+            max_width: Some(640),
+            max_height: None,
+            quality: 80,
+        };
+        let mut gate = gate(limit);
+        let out = run(&mut gate, &jpegs);
+        assert_eq!(gate.detector.work_image().1, 160);
+        let frame = out[2].as_ref().expect("frame 2 forwarded");
+        let image = image::load_from_memory_with_format(&frame.jpeg, ImageFormat::Jpeg)
+            .expect("re-encoded JPEG");
+        assert_eq!((image.width(), image.height()), (640, 360));
     }
 
     #[test]

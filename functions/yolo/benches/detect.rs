@@ -193,10 +193,38 @@ fn profile(model: &Darknet) {
         );
     }
     println!(
-        "convs {:.1} ms, other layers {:.1} ms, full forward {:.1} ms",
+        "isolated convs {:.1} ms vs full forward {:.1} ms",
         conv_total * 1e3,
-        (full - conv_total).max(0.0) * 1e3,
         full * 1e3
+    );
+    // Every layer timed inside real forwards (min of the repeats per layer).
+    let mut best: Vec<f64> = vec![f64::INFINITY; model.num_layers()];
+    for _ in 0..repeats {
+        let timings = model.profile_layers(&input).expect("profile");
+        for (b, t) in best.iter_mut().zip(timings) {
+            *b = b.min(t.as_secs_f64());
+        }
+    }
+    let conv_layers: Vec<usize> = model.conv_blocks().iter().map(|(i, _)| *i).collect();
+    let in_forward_convs: f64 = conv_layers.iter().map(|&i| best[i]).sum();
+    let others: f64 = best.iter().sum::<f64>() - in_forward_convs;
+    let mut slow_others: Vec<(usize, f64)> = best
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !conv_layers.contains(i))
+        .map(|(i, t)| (i, *t))
+        .collect();
+    slow_others.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "inside the forward: convs {:.1} ms, other layers {:.1} ms (slowest: {})",
+        in_forward_convs * 1e3,
+        others * 1e3,
+        slow_others
+            .iter()
+            .take(4)
+            .map(|(i, t)| format!("layer {i} {:.2} ms", t * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 

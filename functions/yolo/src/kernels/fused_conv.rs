@@ -1,15 +1,18 @@
 //! [`FusedConv2d`]: convolution + bias + activation as one candle custom op.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use super::error::KernelError;
+use super::microkernel::PackedRows;
 use super::{im2col, winograd};
 use crate::activation::Activation;
 
-/// Below this many 4x4 output blocks per call (13x13 outputs at batch 1 have
-/// 16), Winograd's 36 thin GEMMs lose to one im2col GEMM.
-pub const MIN_WINOGRAD_TILES: usize = 32;
+/// Below this many 4x4 output blocks per call, Winograd's 36 thin GEMMs
+/// (each streaming its whole transformed filter for a few columns) lose to
+/// one im2col GEMM. 13x13 outputs at batch 1 have 16 and still gain: 8.5 vs
+/// 10.6 ms single-threaded for yolov4-tiny's 512->512 layer.
+pub const MIN_WINOGRAD_TILES: usize = 16;
 
 /// How a [`FusedConv2d`] computes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,10 +42,12 @@ pub struct FusedConv2d {
     pub(crate) algorithm: ConvAlgorithm,
     /// Built by [`FusedConv2d::new`]: small inputs may take im2col instead of Winograd.
     pub(crate) adaptive: bool,
-    /// `(O/g, C/g * KH * KW)` per group, for [`ConvAlgorithm::Im2colGemm`].
-    pub(crate) gemm_weights: Vec<Tensor>,
-    /// `(36, O/g, C/g)` per group, for [`ConvAlgorithm::Winograd4x4`].
-    pub(crate) winograd_weights: Vec<Tensor>,
+    /// The packed `(O/g × C/g·KH·KW)` weights of each group, for
+    /// [`ConvAlgorithm::Im2colGemm`].
+    pub(crate) gemm_weights: Vec<PackedRows>,
+    /// The packed `(O/g × C/g)` matrix of every transform point, indexed
+    /// `group * 36 + point`, for [`ConvAlgorithm::Winograd4x4`].
+    pub(crate) winograd_weights: Vec<PackedRows>,
 }
 
 /// Input and output sizes of one call.
@@ -143,27 +148,15 @@ impl FusedConv2d {
         };
         let og = out / groups;
         let rows = cg * kh * kw;
-        let tensor_err = |e: candle_core::Error| KernelError::Input {
-            channels: groups * cg,
-            found: e.to_string(),
-        };
         // The GEMM rows are always kept (a 1x copy): small inputs of a
         // Winograd layer run through im2col too.
-        let gemm_weights = (0..groups)
-            .map(|g| {
-                Tensor::from_slice(
-                    &weight[g * og * rows..(g + 1) * og * rows],
-                    (og, rows),
-                    &Device::Cpu,
-                )
-            })
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(tensor_err)?;
+        let gemm_weights = weight
+            .chunks_exact(og * rows)
+            .map(|w| PackedRows::new(w, og, rows))
+            .collect();
         let winograd_weights = match algorithm {
             ConvAlgorithm::Im2colGemm => Vec::new(),
-            ConvAlgorithm::Winograd4x4 => {
-                winograd::transform_weights(weight, out, cg, groups).map_err(tensor_err)?
-            }
+            ConvAlgorithm::Winograd4x4 => winograd::transform_weights(weight, out, cg, groups),
         };
         Ok(FusedConv2d {
             out_channels: out,

@@ -8,67 +8,137 @@ use rayon::prelude::*;
 
 use super::epilogue::bias_activate;
 use super::fused_conv::{FusedConv2d, Geometry};
-use super::gemm::{matmul, with_f32_slice};
+use super::microkernel::{COLS_MULTIPLE, GemmCall, MR, vectorized};
+use super::scratch::with_buffers;
 
-/// Bytes of im2col matrix per GEMM call: the column block is sized so that
-/// one block stays in the L2 cache between im2col and the GEMM's packing.
-const BLOCK_BYTES: usize = 1 << 20;
+/// Output pixels per work item at most: the item's im2col block
+/// (`KC × BLOCK_COLS` floats) and result stay in the L2 cache.
+const BLOCK_COLS: usize = 256;
+/// Depth of one GEMM pass: larger `C/g·KH·KW` run in several passes that
+/// accumulate, each filling only its rows of the im2col block.
+const KC: usize = 512;
+/// Work items per thread to aim for, so that uneven items balance out.
+const ITEMS_PER_THREAD: usize = 4;
+
+/// One task: a block of one image's output pixels, for a range of output
+/// channels of one group, written straight into those output rows.
+struct Item<'a> {
+    img: usize,
+    group: usize,
+    /// First output pixel of the block (`oy * W' + ox`).
+    first: usize,
+    /// Pixels in the block.
+    len: usize,
+    /// The `MR`-row panels of the group's weights this item computes.
+    panels: std::ops::Range<usize>,
+    /// `dst[i]`: the block's pixels in output channel `group * O/g + panels.start * MR + i`.
+    dst: Vec<&'a mut [f32]>,
+}
 
 /// Runs the convolution on `input` (contiguous NCHW) into a new NCHW buffer.
+///
+/// The output is cut into items (pixel block × output-channel range), run in
+/// parallel; each fills its im2col block in a per-thread scratch buffer, runs
+/// the micro-kernel GEMM with the packed weights, and writes `act(C + bias)`
+/// into its output rows.
 pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Result<Vec<f32>> {
     let (kh, kw) = conv.kernel;
     let cg = conv.in_per_group;
     let og = conv.out_channels / conv.groups;
     let plane = geo.ho * geo.wo;
     let in_plane = geo.h * geo.w;
-    let cols = geo.n * plane;
-    let rows = cg * kh * kw;
-    let block = (BLOCK_BYTES / 4 / rows).next_multiple_of(64).max(256);
+    let depth = cg * kh * kw;
+    let block_cols = if plane <= BLOCK_COLS {
+        plane
+    } else {
+        // Even blocks, each a multiple of the kernel width.
+        let blocks = plane.div_ceil(BLOCK_COLS);
+        plane.div_ceil(blocks).next_multiple_of(COLS_MULTIPLE)
+    };
+    let blocks = plane.div_ceil(block_cols);
+    let panels = og.div_ceil(MR);
+    let pixel_items = geo.n * blocks * conv.groups;
+    let wanted = ITEMS_PER_THREAD * rayon::current_num_threads();
+    let splits = wanted.div_ceil(pixel_items).clamp(1, panels);
+    let panels_per_item = panels.div_ceil(splits);
+
     let mut out = vec![0f32; geo.n * conv.out_channels * plane];
-    for g in 0..conv.groups {
-        for first in (0..cols).step_by(block) {
-            let len = block.min(cols - first);
-            let mut b = vec![0f32; rows * len];
-            b.par_chunks_mut(len).enumerate().for_each(|(r, row)| {
-                let c = g * cg + r / (kh * kw);
-                let (ky, kx) = ((r / kw) % kh, r % kw);
-                let mut col = first;
-                while col < first + len {
-                    let (img, pixel) = (col / plane, col % plane);
-                    let end = (first + len).min((img + 1) * plane);
-                    let start = (img * geo.c + c) * in_plane;
-                    let src = &input[start..start + in_plane];
-                    fill_range(
-                        &mut row[col - first..end - first],
-                        src,
-                        pixel,
-                        geo,
-                        conv,
-                        ky,
-                        kx,
-                    );
-                    col = end;
-                }
-            });
-            let m = matmul(&conv.gemm_weights[g], b, 1, rows, len)?;
-            with_f32_slice(&m, |m| {
-                out.par_chunks_mut(plane)
-                    .enumerate()
-                    .filter(|(idx, _)| {
-                        let (img, oc) = (idx / conv.out_channels, idx % conv.out_channels);
-                        oc / og == g && img * plane < first + len && (img + 1) * plane > first
-                    })
-                    .for_each(|(idx, dst)| {
-                        let (img, oc) = (idx / conv.out_channels, idx % conv.out_channels);
-                        let lo = first.max(img * plane);
-                        let hi = (first + len).min((img + 1) * plane);
-                        let src = &m[(oc - g * og) * len + lo - first..][..hi - lo];
-                        let dst = &mut dst[lo - img * plane..hi - img * plane];
-                        bias_activate(dst, src, conv.bias[oc], conv.activation);
-                    });
-            })?;
+    // pieces[(img * blocks + block) * O + oc]: that block of that output plane.
+    let mut pieces: Vec<Option<&mut [f32]>> =
+        Vec::with_capacity(geo.n * blocks * conv.out_channels);
+    pieces.resize_with(geo.n * blocks * conv.out_channels, || None);
+    for (idx, dst) in out.chunks_mut(plane).enumerate() {
+        let (img, oc) = (idx / conv.out_channels, idx % conv.out_channels);
+        for (block, piece) in dst.chunks_mut(block_cols).enumerate() {
+            pieces[(img * blocks + block) * conv.out_channels + oc] = Some(piece);
         }
     }
+    let mut items = Vec::with_capacity(pixel_items * splits);
+    for img in 0..geo.n {
+        for block in 0..blocks {
+            let first = block * block_cols;
+            let len = block_cols.min(plane - first);
+            for group in 0..conv.groups {
+                for p0 in (0..panels).step_by(panels_per_item) {
+                    let p1 = panels.min(p0 + panels_per_item);
+                    let oc0 = group * og + p0 * MR;
+                    let oc1 = group * og + og.min(p1 * MR);
+                    let base = (img * blocks + block) * conv.out_channels;
+                    let dst = pieces[base + oc0..base + oc1]
+                        .iter_mut()
+                        .map(|p| p.take().expect("each output piece belongs to one item"))
+                        .collect();
+                    items.push(Item {
+                        img,
+                        group,
+                        first,
+                        len,
+                        panels: p0..p1,
+                        dst,
+                    });
+                }
+            }
+        }
+    }
+
+    items.into_par_iter().for_each(|mut item| {
+        let cols = item.len.next_multiple_of(COLS_MULTIPLE);
+        let rows = item.panels.len() * MR;
+        let weights = &conv.gemm_weights[item.group];
+        with_buffers([depth.min(KC) * cols, rows * cols], |[b, c]| {
+            vectorized(|| {
+                for k0 in (0..depth).step_by(KC) {
+                    let k1 = depth.min(k0 + KC);
+                    for (r, row) in b.chunks_exact_mut(cols).take(k1 - k0).enumerate() {
+                        let r = k0 + r;
+                        let channel = item.group * cg + r / (kh * kw);
+                        let (ky, kx) = ((r / kw) % kh, r % kw);
+                        let start = (item.img * geo.c + channel) * in_plane;
+                        let src = &input[start..start + in_plane];
+                        let (used, pad) = row.split_at_mut(item.len);
+                        fill_range(used, src, item.first, geo, conv, ky, kx);
+                        pad.fill(0.0);
+                    }
+                    GemmCall {
+                        a: weights,
+                        panels: item.panels.clone(),
+                        depth: k0..k1,
+                        b,
+                        ldb: cols,
+                        col0: 0,
+                        cols,
+                        accumulate: k0 > 0,
+                    }
+                    .run(c, cols);
+                }
+                let oc0 = item.group * og + item.panels.start * MR;
+                for (i, dst) in item.dst.iter_mut().enumerate() {
+                    let src = &c[i * cols..i * cols + item.len];
+                    bias_activate(dst, src, conv.bias[oc0 + i], conv.activation);
+                }
+            })
+        })
+    });
     Ok(out)
 }
 

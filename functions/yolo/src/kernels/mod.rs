@@ -8,40 +8,44 @@
 //! # Algorithm
 //!
 //! - **3x3, stride 1** (most of YOLOv4's FLOPs): Winograd F(4x4, 3x3). The
-//!   filters are transformed once at construction into `(36, O/g, C/g)`; each
-//!   call transforms the input into 6x6 tiles `(36, C/g, tiles)` in parallel
-//!   over channels (rayon), runs 36 GEMMs, and the output transform adds the
-//!   bias and applies the activation while it writes NCHW. 36 multiplies per
-//!   16 outputs instead of 144.
-//! - **everything else** (1x1, stride 2): im2col into `(C/g·KH·KW, N·H'·W')`
-//!   built in parallel rows, one GEMM per group with the `(O/g, C/g·KH·KW)`
-//!   weights, whose rows are already NCHW output planes; the fused pass adds
-//!   bias + activation while copying them out.
+//!   filters are transformed once at construction into 36 packed
+//!   `(O/g × C/g)` matrices; each call runs three parallel passes over
+//!   per-thread scratch buffers: the input transform into
+//!   `V (point, C/g, tiles)`, eight tiles per vector, one task per input
+//!   channel; 36 GEMMs `M = U · V`, one task per transform point; the output
+//!   transform, which adds the bias and applies the activation while it
+//!   writes NCHW, one task per output plane. 36 multiplies per 16 outputs
+//!   instead of 144. Batches run a few images per pass so `V` and `M` stay
+//!   cache-sized.
+//! - **everything else** (1x1, stride 2, tiny inputs): the output is cut into
+//!   items (a block of at most 256 pixels of one image × a range of output
+//!   channels); each item fills its im2col block in scratch, multiplies it
+//!   with the packed `(O/g, C/g·KH·KW)` weights in passes of at most 512 rows
+//!   of depth, and writes `act(C + bias)` into its output rows.
 //!
-//! The GEMMs go through candle's CPU matmul (the `gemm` crate: AVX2/FMA
-//! kernels chosen at run time, rayon-parallel), the only safe route to a tuned
-//! GEMM: the crate forbids `unsafe`, and `gemm`'s own API is `unsafe fn`.
+//! Both paths share one GEMM micro-kernel (`microkernel.rs`): safe SIMD
+//! through `pulp`, which picks AVX-512, AVX2+FMA or a portable loop at run
+//! time, with the `MR × 2·lanes` block of the result in registers. The
+//! crate forbids `unsafe`; `pulp` holds the only `unsafe` (its
+//! feature-detected dispatch).
 //!
-//! Small inputs of a 3x3 stride-1 layer (fewer than [`MIN_WINOGRAD_TILES`]
-//! 4x4 output blocks, e.g. 13x13 at batch 1) take im2col too: there the 36
-//! GEMMs are too thin to pay for themselves.
+//! Inputs with fewer than [`MIN_WINOGRAD_TILES`] 4x4 output blocks take
+//! im2col even for 3x3 stride 1: there the 36 GEMMs are too thin to pay for
+//! streaming the transformed filters.
 //!
 //! # Measured speed
 //!
 //! `cargo bench -p safecity-yolo --bench conv` times every convolution of
-//! YOLOv4-tiny @416 at batch 1 against candle's conv2d + bias + activation.
-//! On the 2-core AVX2 EPYC (shared, partly loaded, 2 Dec 2026): all 21
-//! convolutions 57 ms fused vs 207 ms for candle (3.6x; 121 vs 33 effective
-//! GFLOP/s; 2-10x per layer), with OpenCV DNN's whole network at 47 ms in the
-//! same run (24 ms on a quiet machine). The 104x104 and 208x208 layers are
-//! the slowest per FLOP: their GEMMs are thin (K = 27..576) and the
-//! transformed tiles do not stay in cache.
+//! YOLOv4-tiny @416 at batch 1 against candle's conv2d + bias + activation,
+//! and `--bench detect` the whole network against OpenCV DNN; the numbers
+//! are in `docs/benchmarks.md`.
 
 mod epilogue;
 mod error;
 mod fused_conv;
-mod gemm;
 mod im2col;
+mod microkernel;
+mod scratch;
 mod winograd;
 
 pub use error::KernelError;

@@ -14,6 +14,8 @@ pub use shortcut::Shortcut;
 pub use upsample::Upsample;
 pub use yolo::YoloHead;
 
+use std::time::{Duration, Instant};
+
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::darknet::cfg::{LayerConfig, NetConfig};
@@ -194,6 +196,25 @@ impl Darknet {
         input: &Tensor,
         layers: &[usize],
     ) -> candle_core::Result<Vec<Tensor>> {
+        self.run(input, layers, None)
+    }
+
+    /// Runs the whole network once and returns the wall time of every layer
+    /// (Darknet numbering), for profiling.
+    pub fn profile_layers(&self, input: &Tensor) -> candle_core::Result<Vec<Duration>> {
+        let mut timings = Vec::with_capacity(self.layers.len());
+        self.run(input, &self.heads, Some(&mut timings))?;
+        Ok(timings)
+    }
+
+    /// The forward pass behind [`Darknet::forward_layers`], timing each layer
+    /// into `timings` when given.
+    fn run(
+        &self,
+        input: &Tensor,
+        layers: &[usize],
+        mut timings: Option<&mut Vec<Duration>>,
+    ) -> candle_core::Result<Vec<Tensor>> {
         let Some(&last) = layers.iter().max() else {
             return Ok(Vec::new());
         };
@@ -217,6 +238,7 @@ impl Darknet {
                     }),
                 })
                 .collect::<candle_core::Result<Vec<&Tensor>>>()?;
+            let started = timings.as_ref().map(|_| Instant::now());
             let out = match &self.layers[index] {
                 Layer::Conv(l) => l.forward(inputs[0])?,
                 Layer::MaxPool(l) => l.forward(inputs[0])?,
@@ -225,6 +247,9 @@ impl Darknet {
                 Layer::Route(l) => l.forward_many(&inputs)?,
                 Layer::Shortcut(l) => l.forward_many(&inputs)?,
             };
+            if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started) {
+                timings.push(started.elapsed());
+            }
             outputs[index] = Some(out);
             // Free outputs nobody reads any more (unless asked for).
             for i in self.inputs[index].iter().flatten() {
