@@ -230,30 +230,16 @@ mod tests {
         detector.frame_rejected();
         runtime.consuming.set(1);
         let text = runtime.encode();
-        assert!(
-            text.contains("safecity_detector_batch_size_count 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("safecity_detector_batch_size_sum 3.0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("safecity_detector_inference_seconds_count 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"safecity_detector_alerts_total{event_type="fire"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("safecity_detector_frames_rejected_total 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"safecity_consuming{function="detector"} 1"#),
-            "{text}"
-        );
+        for line in [
+            "safecity_detector_batch_size_count 1",
+            "safecity_detector_batch_size_sum 3.0",
+            "safecity_detector_inference_seconds_count 1",
+            r#"safecity_detector_alerts_total{event_type="fire"} 1"#,
+            "safecity_detector_frames_rejected_total 1",
+            r#"safecity_consuming{function="detector"} 1"#,
+        ] {
+            assert!(text.contains(line), "no `{line}` in\n{text}");
+        }
         // The detector's own registry sees the same values.
         assert!(
             detector

@@ -293,6 +293,40 @@ fn main() {
     }
     print_table(&rows);
 
+    // Where a batch-1 forward spends its time, by kind of layer.
+    for net in &nets {
+        let model = load(&net.cfg, &net.weights);
+        let input = blob(1, net.size);
+        model.profile_layers(&input).expect("profile");
+        let timings = model.profile_layers(&input).expect("profile");
+        let mut by_kind: Vec<(String, f64, usize)> = Vec::new();
+        for (layer, t) in timings.iter().enumerate() {
+            let kind = model.layer_kind(layer).expect("layer");
+            match by_kind.iter_mut().find(|(k, _, _)| *k == kind) {
+                Some(entry) => {
+                    entry.1 += t.as_secs_f64();
+                    entry.2 += 1;
+                }
+                None => by_kind.push((kind, t.as_secs_f64(), 1)),
+            }
+        }
+        by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total: f64 = by_kind.iter().map(|k| k.1).sum();
+        println!();
+        println!(
+            "{} batch 1, {:.1} ms by kind of layer:",
+            net.label,
+            total * 1e3
+        );
+        for (kind, seconds, count) in by_kind {
+            println!(
+                "  {kind:<14} x{count:<3} {:>9.1} ms {:>5.1}%",
+                seconds * 1e3,
+                100.0 * seconds / total
+            );
+        }
+    }
+
     if "yolov4-tiny@416".contains(&filter) {
         let names = assets::coco_names();
         let detector = Detector::from_files(

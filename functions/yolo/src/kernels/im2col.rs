@@ -177,6 +177,13 @@ fn fill_range(
             let d = &mut d[a - x0..b - x0];
             if s == 1 {
                 d.copy_from_slice(&srow[first..first + (b - a)]);
+            } else if s == 2 {
+                // An indexed stride-2 loop over a pre-cut slice: bounds
+                // checks vanish and the compiler emits shuffles.
+                let src = &srow[first..first + 2 * (b - a) - 1];
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = src[2 * i];
+                }
             } else {
                 for (v, x) in d.iter_mut().zip(srow[first..].iter().step_by(s)) {
                     *v = *x;

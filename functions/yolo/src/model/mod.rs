@@ -145,6 +145,22 @@ impl Darknet {
         &self.device
     }
 
+    /// A short description of a layer for profiles: the section name, and
+    /// for convolutions `KxK/stride`, e.g. `conv 3x3/2`.
+    pub fn layer_kind(&self, layer: usize) -> Option<String> {
+        Some(match self.layers.get(layer)? {
+            Layer::Conv(c) => {
+                let k = c.weight.dim(3).unwrap_or(0);
+                format!("conv {k}x{k}/{}", c.stride)
+            }
+            Layer::MaxPool(_) => "maxpool".into(),
+            Layer::Route(_) => "route".into(),
+            Layer::Shortcut(_) => "shortcut".into(),
+            Layer::Upsample(_) => "upsample".into(),
+            Layer::Yolo(_) => "yolo".into(),
+        })
+    }
+
     /// Number of layers (sections after `[net]`).
     pub fn num_layers(&self) -> usize {
         self.layers.len()
