@@ -13,6 +13,28 @@ use crate::metrics::ScalerMetrics;
 use crate::state::{BrokerHealth, ScalerState, depth};
 use crate::tap;
 
+/// The longest any one AMQP request of the session may take (connecting,
+/// opening a channel, a declare, a bind): a broker that accepts the TCP
+/// connection but does not answer (e.g. while it boots, or a quorum queue
+/// without a leader yet) ends the session, which reconnects with backoff,
+/// instead of leaving every RPC answering "stale" forever.
+pub const AMQP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `operation` bounded by [`AMQP_REQUEST_TIMEOUT`]; `what` names it in the error.
+pub async fn bounded<T, E: From<RequestTimedOut>>(
+    what: &'static str,
+    operation: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    tokio::time::timeout(AMQP_REQUEST_TIMEOUT, operation)
+        .await
+        .unwrap_or(Err(RequestTimedOut(what).into()))
+}
+
+/// An AMQP request that got no answer within [`AMQP_REQUEST_TIMEOUT`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{0}: no answer from the broker within 10 s")]
+pub struct RequestTimedOut(pub &'static str);
+
 /// Keeps one broker session alive until `cancel`.
 pub async fn run(
     state: Arc<ScalerState>,
@@ -26,7 +48,15 @@ pub async fn run(
     while !cancel.is_cancelled() {
         let properties =
             ConnectionProperties::default().with_connection_name("safecity-scaler".into());
-        let outcome = match Connection::connect(&amqp_url, properties).await {
+        let connect = async {
+            Connection::connect(&amqp_url, properties)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let connected = tokio::time::timeout(AMQP_REQUEST_TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| Err(RequestTimedOut("connecting").to_string()));
+        let outcome = match connected {
             Ok(connection) => {
                 metrics.broker_connections_opened.inc();
                 metrics.broker_up.set(1);
@@ -36,10 +66,13 @@ pub async fn run(
                     result = depth::run(&state, &metrics, &connection, depth_interval, &cancel) => result.map_err(|e| e.to_string()),
                     result = tap::run(&state, &metrics, &connection, &cancel) => result.map_err(|e| e.to_string()),
                 };
-                let _ = connection.close(200, "scaler session ends".into()).await;
+                // Bounded too: closing a connection the broker already tore
+                // down can wait for a close-ok that never comes.
+                let close = connection.close(200, "scaler session ends".into());
+                let _ = tokio::time::timeout(AMQP_REQUEST_TIMEOUT, close).await;
                 outcome
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error),
         };
         metrics.broker_up.set(0);
         if let Err(reason) = outcome {

@@ -16,6 +16,7 @@ use safecity_runtime::topology::{EVENTS_EXCHANGE, declare_exchanges};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::broker::{RequestTimedOut, bounded};
 use crate::metrics::ScalerMetrics;
 use crate::state::ScalerState;
 
@@ -31,6 +32,9 @@ pub enum TapError {
     /// The broker ended the tap's consumer.
     #[error("tap: the broker cancelled the consumer")]
     ConsumerEnded,
+    /// An AMQP request got no answer in time.
+    #[error("tap: {0}")]
+    TimedOut(#[from] RequestTimedOut),
 }
 
 /// Runs the tap on `connection` until an error (returned) or `cancel`.
@@ -40,9 +44,15 @@ pub async fn run(
     connection: &Connection,
     cancel: &CancellationToken,
 ) -> Result<(), TapError> {
-    let channel = connection.create_channel().await?;
+    let channel = bounded("opening the tap channel", async {
+        Ok::<_, TapError>(connection.create_channel().await?)
+    })
+    .await?;
     metrics.amqp_channels_opened.inc();
-    declare_exchanges(&channel).await?;
+    bounded("declaring the events exchange", async {
+        Ok::<_, TapError>(declare_exchanges(&channel).await?)
+    })
+    .await?;
     let mut arguments = FieldTable::default();
     // Only the arrival matters: keep the tap small whatever the event rate.
     arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1000));
@@ -51,29 +61,39 @@ pub async fn run(
         AMQPValue::LongString(LongString::from("drop-head")),
     );
     arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(60_000));
-    let queue = channel
-        .queue_declare(
-            ShortString::from(""),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
+    let queue = bounded("declaring the tap queue", async {
+        Ok::<_, TapError>(
+            channel
+                .queue_declare(
+                    ShortString::from(""),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    arguments,
+                )
+                .await?,
         )
-        .await?;
+    })
+    .await?;
     let tap_queue = queue.name().clone();
-    let mut consumer = channel
-        .basic_consume(
-            tap_queue.clone(),
-            ShortString::from("safecity-scaler-tap"),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
+    let mut consumer = bounded("starting the tap consumer", async {
+        Ok::<_, TapError>(
+            channel
+                .basic_consume(
+                    tap_queue.clone(),
+                    ShortString::from("safecity-scaler-tap"),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?,
         )
-        .await?;
+    })
+    .await?;
     let mut wanted = state.tapped();
     let mut bound: HashSet<EventType> = HashSet::new();
     info!(queue = %tap_queue, "activation tap consuming");
@@ -86,14 +106,19 @@ pub async fn run(
             )
         };
         for event_type in unwanted {
-            channel
-                .queue_unbind(
-                    tap_queue.clone(),
-                    ShortString::from(EVENTS_EXCHANGE),
-                    ShortString::from(event_type.as_str()),
-                    FieldTable::default(),
+            bounded("unbinding the tap", async {
+                Ok::<_, TapError>(
+                    channel
+                        .queue_unbind(
+                            tap_queue.clone(),
+                            ShortString::from(EVENTS_EXCHANGE),
+                            ShortString::from(event_type.as_str()),
+                            FieldTable::default(),
+                        )
+                        .await?,
                 )
-                .await?;
+            })
+            .await?;
             bound.remove(&event_type);
             debug!(
                 event_type = event_type.as_str(),
@@ -101,15 +126,20 @@ pub async fn run(
             );
         }
         for event_type in missing {
-            channel
-                .queue_bind(
-                    tap_queue.clone(),
-                    ShortString::from(EVENTS_EXCHANGE),
-                    ShortString::from(event_type.as_str()),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
+            bounded("binding the tap", async {
+                Ok::<_, TapError>(
+                    channel
+                        .queue_bind(
+                            tap_queue.clone(),
+                            ShortString::from(EVENTS_EXCHANGE),
+                            ShortString::from(event_type.as_str()),
+                            QueueBindOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?,
                 )
-                .await?;
+            })
+            .await?;
             bound.insert(event_type);
             debug!(event_type = event_type.as_str(), "tap bound");
         }

@@ -21,7 +21,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{BrokerHealth, ScalerState};
+use crate::broker::{RequestTimedOut, bounded};
 use crate::metrics::ScalerMetrics;
+
+/// Why a sampling session ended (the broker session reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum DepthError {
+    /// An AMQP request failed.
+    #[error("depth sampler: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// An AMQP request got no answer in time.
+    #[error("depth sampler: {0}")]
+    TimedOut(#[from] RequestTimedOut),
+}
 
 /// Whether `error` is the broker's 404 (no such queue); it closes the channel.
 pub fn is_not_found(error: &lapin::Error) -> bool {
@@ -36,11 +48,14 @@ pub async fn run(
     connection: &Connection,
     interval: Duration,
     cancel: &CancellationToken,
-) -> Result<(), lapin::Error> {
+) -> Result<(), DepthError> {
     let open_channel = || async {
-        let channel = connection.create_channel().await?;
+        let channel = bounded("opening a channel", async {
+            Ok::<_, DepthError>(connection.create_channel().await?)
+        })
+        .await?;
         metrics.amqp_channels_opened.inc();
-        Ok::<Channel, lapin::Error>(channel)
+        Ok::<Channel, DepthError>(channel)
     };
     let mut channel = open_channel().await?;
     let wake = state.new_queue.clone();
@@ -57,7 +72,11 @@ pub async fn run(
                 // Not listed yet: sampled once the management listing says.
                 None => continue,
                 Some(false) => None,
-                Some(true) => match passive_declare(&channel, &queue.name).await {
+                Some(true) => match bounded("a passive queue.declare", async {
+                    Ok::<_, DepthError>(passive_declare(&channel, &queue.name).await)
+                })
+                .await?
+                {
                     Ok(depth) => Some(depth),
                     Err(error) if is_not_found(&error) => {
                         debug!(queue = %queue.name, "queue deleted since the last listing: no pending work");
@@ -65,7 +84,7 @@ pub async fn run(
                         channel = open_channel().await?;
                         None
                     }
-                    Err(error) => return Err(error),
+                    Err(error) => return Err(error.into()),
                 },
             };
             state.record_depth(&queue, depth);
