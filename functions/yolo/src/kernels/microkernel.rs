@@ -262,33 +262,104 @@ impl Block<'_> {
     /// The block for any vector width `W` columns wide (the compiler vectorises it).
     #[inline(always)]
     fn run_any<const W: usize>(&self, panel: &[f32], c: &mut [f32]) {
-        let Block {
-            b,
-            ldb,
-            col,
-            k,
-            ldc,
-            ccol,
-            live,
-            accumulate,
-        } = *self;
+        let (ldc, ccol) = (self.ldc, self.ccol);
         let mut acc = [[0f32; W]; MR];
-        if accumulate {
-            for (r, acc) in acc.iter_mut().enumerate().take(live) {
+        if self.accumulate {
+            for (r, acc) in acc.iter_mut().enumerate().take(self.live) {
                 acc.copy_from_slice(&c[r * ldc + ccol..][..W]);
             }
         }
         let (steps, _) = panel.as_chunks::<MR>();
-        for (p, a) in steps.iter().take(k).enumerate() {
-            let row: &[f32; W] = b[p * ldb + col..][..W].try_into().expect("W floats");
+        for (p, a) in steps.iter().take(self.k).enumerate() {
+            let start = p * self.ldb + self.col;
+            let row: &[f32; W] = self.b[start..][..W].try_into().expect("W floats");
             for r in 0..MR {
                 for j in 0..W {
                     acc[r][j] = a[r].mul_add(row[j], acc[r][j]);
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate().take(live) {
+        for (r, acc) in acc.iter().enumerate().take(self.live) {
             c[r * ldc + ccol..][..W].copy_from_slice(acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    /// `C = A · B` in f64, `B` row `p` at `b[p * ldb + col0..]`.
+    fn naive(
+        a: &[f32],
+        rows: usize,
+        depth: usize,
+        b: &[f32],
+        ldb: usize,
+        col0: usize,
+        cols: usize,
+    ) -> Vec<f64> {
+        let mut c = vec![0f64; rows * cols];
+        for r in 0..rows {
+            for j in 0..cols {
+                c[r * cols + j] = (0..depth)
+                    .map(|p| a[r * depth + p] as f64 * b[p * ldb + col0 + j] as f64)
+                    .sum();
+            }
+        }
+        c
+    }
+
+    /// Runs `call` in two depth passes (the second accumulating) on the given instruction set.
+    fn two_passes<S: Simd>(
+        simd: S,
+        a: &PackedRows,
+        b: &[f32],
+        ldb: usize,
+        col0: usize,
+        cols: usize,
+    ) -> Vec<f32> {
+        let split = a.depth() / 2;
+        let mut c = vec![f32::NAN; a.rows() * cols];
+        for (depth, accumulate) in [(0..split, false), (split..a.depth(), true)] {
+            let call = GemmCall {
+                a,
+                panels: 0..a.panels(),
+                b: &b[depth.start * ldb..],
+                depth,
+                ldb,
+                col0,
+                cols,
+                accumulate,
+            };
+            call.run_with(simd, &mut c, cols);
+        }
+        c
+    }
+
+    #[test]
+    fn simd_and_portable_kernels_match_a_naive_product() {
+        // 13 rows: two full panels and a partial one; 48 columns: a two-vector
+        // step then a one-vector step on AVX-512, three two-vector steps on AVX2.
+        let (rows, depth, cols, ldb, col0) = (13, 37, 48, 61, 5);
+        let a = values(rows * depth, 7);
+        let b = values(depth * ldb, 11);
+        let packed = PackedRows::new(&a, rows, depth);
+        let want = naive(&a, rows, depth, &b, ldb, col0, cols);
+        let portable = two_passes(pulp::Scalar::new(), &packed, &b, ldb, col0, cols);
+        let mut native = vec![f32::NAN; rows * cols];
+        gemm(&packed, &b[col0..], ldb, 0, &mut native, cols, cols);
+        for (name, got) in [("portable", &portable), ("native", &native)] {
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((*g as f64 - w).abs() < 1e-4, "{name} [{i}]: {g} vs {w}");
+            }
         }
     }
 }
