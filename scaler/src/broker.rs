@@ -20,14 +20,15 @@ use crate::tap;
 /// instead of leaving every RPC answering "stale" forever.
 pub const AMQP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `operation` bounded by [`AMQP_REQUEST_TIMEOUT`]; `what` names it in the error.
-pub async fn bounded<T, E: From<RequestTimedOut>>(
+/// `operation` bounded by [`AMQP_REQUEST_TIMEOUT`]; `what` names it in the
+/// error. Callers unwrap both layers with `??`.
+pub async fn bounded<F: Future>(
     what: &'static str,
-    operation: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
+    operation: F,
+) -> Result<F::Output, RequestTimedOut> {
     tokio::time::timeout(AMQP_REQUEST_TIMEOUT, operation)
         .await
-        .unwrap_or(Err(RequestTimedOut(what).into()))
+        .map_err(|_| RequestTimedOut(what))
 }
 
 /// An AMQP request that got no answer within [`AMQP_REQUEST_TIMEOUT`].
@@ -48,16 +49,9 @@ pub async fn run(
     while !cancel.is_cancelled() {
         let properties =
             ConnectionProperties::default().with_connection_name("safecity-scaler".into());
-        let connect = async {
-            Connection::connect(&amqp_url, properties)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let connected = tokio::time::timeout(AMQP_REQUEST_TIMEOUT, connect)
-            .await
-            .unwrap_or_else(|_| Err(RequestTimedOut("connecting").to_string()));
+        let connected = bounded("connecting", Connection::connect(&amqp_url, properties)).await;
         let outcome = match connected {
-            Ok(connection) => {
+            Ok(Ok(connection)) => {
                 metrics.broker_connections_opened.inc();
                 metrics.broker_up.set(1);
                 info!("broker connected");
@@ -69,10 +63,11 @@ pub async fn run(
                 // Bounded too: closing a connection the broker already tore
                 // down can wait for a close-ok that never comes.
                 let close = connection.close(200, "scaler session ends".into());
-                let _ = tokio::time::timeout(AMQP_REQUEST_TIMEOUT, close).await;
+                let _ = bounded("closing", close).await;
                 outcome
             }
-            Err(error) => Err(error),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(timed_out) => Err(timed_out.to_string()),
         };
         metrics.broker_up.set(0);
         if let Err(reason) = outcome {

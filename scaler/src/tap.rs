@@ -44,15 +44,9 @@ pub async fn run(
     connection: &Connection,
     cancel: &CancellationToken,
 ) -> Result<(), TapError> {
-    let channel = bounded("opening the tap channel", async {
-        Ok::<_, TapError>(connection.create_channel().await?)
-    })
-    .await?;
+    let channel = bounded("opening the tap channel", connection.create_channel()).await??;
     metrics.amqp_channels_opened.inc();
-    bounded("declaring the events exchange", async {
-        Ok::<_, TapError>(declare_exchanges(&channel).await?)
-    })
-    .await?;
+    bounded("declaring the events exchange", declare_exchanges(&channel)).await??;
     let mut arguments = FieldTable::default();
     // Only the arrival matters: keep the tap small whatever the event rate.
     arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1000));
@@ -61,39 +55,33 @@ pub async fn run(
         AMQPValue::LongString(LongString::from("drop-head")),
     );
     arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(60_000));
-    let queue = bounded("declaring the tap queue", async {
-        Ok::<_, TapError>(
-            channel
-                .queue_declare(
-                    ShortString::from(""),
-                    QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    arguments,
-                )
-                .await?,
-        )
-    })
-    .await?;
+    let queue = bounded(
+        "declaring the tap queue",
+        channel.queue_declare(
+            ShortString::from(""),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        ),
+    )
+    .await??;
     let tap_queue = queue.name().clone();
-    let mut consumer = bounded("starting the tap consumer", async {
-        Ok::<_, TapError>(
-            channel
-                .basic_consume(
-                    tap_queue.clone(),
-                    ShortString::from("safecity-scaler-tap"),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?,
-        )
-    })
-    .await?;
+    let mut consumer = bounded(
+        "starting the tap consumer",
+        channel.basic_consume(
+            tap_queue.clone(),
+            ShortString::from("safecity-scaler-tap"),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await??;
     let mut wanted = state.tapped();
     let mut bound: HashSet<EventType> = HashSet::new();
     info!(queue = %tap_queue, "activation tap consuming");
@@ -106,19 +94,16 @@ pub async fn run(
             )
         };
         for event_type in unwanted {
-            bounded("unbinding the tap", async {
-                Ok::<_, TapError>(
-                    channel
-                        .queue_unbind(
-                            tap_queue.clone(),
-                            ShortString::from(EVENTS_EXCHANGE),
-                            ShortString::from(event_type.as_str()),
-                            FieldTable::default(),
-                        )
-                        .await?,
-                )
-            })
-            .await?;
+            bounded(
+                "unbinding the tap",
+                channel.queue_unbind(
+                    tap_queue.clone(),
+                    ShortString::from(EVENTS_EXCHANGE),
+                    ShortString::from(event_type.as_str()),
+                    FieldTable::default(),
+                ),
+            )
+            .await??;
             bound.remove(&event_type);
             debug!(
                 event_type = event_type.as_str(),
@@ -126,20 +111,17 @@ pub async fn run(
             );
         }
         for event_type in missing {
-            bounded("binding the tap", async {
-                Ok::<_, TapError>(
-                    channel
-                        .queue_bind(
-                            tap_queue.clone(),
-                            ShortString::from(EVENTS_EXCHANGE),
-                            ShortString::from(event_type.as_str()),
-                            QueueBindOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await?,
-                )
-            })
-            .await?;
+            bounded(
+                "binding the tap",
+                channel.queue_bind(
+                    tap_queue.clone(),
+                    ShortString::from(EVENTS_EXCHANGE),
+                    ShortString::from(event_type.as_str()),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await??;
             bound.insert(event_type);
             debug!(event_type = event_type.as_str(), "tap bound");
         }

@@ -50,10 +50,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<(), DepthError> {
     let open_channel = || async {
-        let channel = bounded("opening a channel", async {
-            Ok::<_, DepthError>(connection.create_channel().await?)
-        })
-        .await?;
+        let channel = bounded("opening a channel", connection.create_channel()).await??;
         metrics.amqp_channels_opened.inc();
         Ok::<Channel, DepthError>(channel)
     };
@@ -72,9 +69,10 @@ pub async fn run(
                 // Not listed yet: sampled once the management listing says.
                 None => continue,
                 Some(false) => None,
-                Some(true) => match bounded("a passive queue.declare", async {
-                    Ok::<_, DepthError>(passive_declare(&channel, &queue.name).await)
-                })
+                Some(true) => match bounded(
+                    "a passive queue.declare",
+                    passive_declare(&channel, &queue.name),
+                )
                 .await?
                 {
                     Ok(depth) => Some(depth),

@@ -3,7 +3,6 @@
 //! bias + activation pass that writes NCHW directly (the GEMM's rows are
 //! output channels, its columns output pixels, so no transpose is needed).
 
-use candle_core::Result;
 use rayon::prelude::*;
 
 use super::epilogue::bias_activate;
@@ -41,7 +40,7 @@ struct Item<'a> {
 /// parallel; each fills its im2col block in a per-thread scratch buffer, runs
 /// the micro-kernel GEMM with the packed weights, and writes `act(C + bias)`
 /// into its output rows.
-pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Result<Vec<f32>> {
+pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Vec<f32> {
     let (kh, kw) = conv.kernel;
     let cg = conv.in_per_group;
     let og = conv.out_channels / conv.groups;
@@ -139,7 +138,7 @@ pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Resu
             })
         })
     });
-    Ok(out)
+    out
 }
 
 /// Fills `dst` with one im2col row for the output pixels `pixel..pixel + dst.len()`

@@ -36,7 +36,7 @@ pub(crate) fn with_buffers<const N: usize, R>(
     KEPT.with(|kept| {
         let mut kept = kept.borrow_mut();
         for buffer in buffers {
-            if buffer.len() * size_of::<f32>() <= MAX_KEPT_BYTES {
+            if buffer.capacity() * size_of::<f32>() <= MAX_KEPT_BYTES {
                 kept.push(buffer);
             }
         }

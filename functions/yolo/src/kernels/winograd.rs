@@ -6,7 +6,6 @@
 //! 36 independent GEMMs `M[ξ] = U[ξ] (O/g × C/g) · V[ξ] (C/g × tiles)`: 36
 //! multiplies per 16 outputs instead of 144, a 4x cut of the dominant work.
 
-use candle_core::Result;
 use rayon::prelude::*;
 
 use super::epilogue::bias_activate;
@@ -112,7 +111,7 @@ pub(crate) fn transform_weights(
 /// 36 GEMMs per group `M (group, point, O/g, tiles) = U · V` one task per
 /// point; the output transform with bias and activation one task per output
 /// plane. The tile count is padded to a multiple of the micro-kernel width.
-pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Result<Vec<f32>> {
+pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Vec<f32> {
     let plane = geo.ho * geo.wo;
     let in_plane = geo.h * geo.w;
     let per_image = geo.ho.div_ceil(M) * geo.wo.div_ceil(M);
@@ -128,7 +127,7 @@ pub(crate) fn forward(conv: &FusedConv2d, input: &[f32], geo: &Geometry) -> Resu
         };
         forward_pass(conv, input, &geo, out);
     }
-    Ok(out)
+    out
 }
 
 /// At most this many tiles per pass (unless one image has more): a batch is
