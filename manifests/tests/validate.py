@@ -26,7 +26,9 @@ For each entry point (manifests, base, overlays/busan, overlays/busan-tls):
      ConfigMap or Secret;
    - pods are non-root with read-only root filesystems, no privilege
      escalation, all capabilities dropped, probes and resources; images are
-     ghcr.io/safecity/<crate folder>:<version> with a Dockerfile in the crate;
+     ghcr.io/safecity/<crate folder>:<version>, built by the root Dockerfile
+     (its table names the crate's package and one of its binaries) or, for
+     `-cuda` tags, by Dockerfile.cuda;
    - generated Secrets hold only placeholders; the detector's class map equals
      functions/detector/classes.coco.toml; caption's place names only name
      cameras of the registry; every gate region has cameras;
@@ -306,8 +308,29 @@ def check_pod_hardening(doc: dict, problems: Problems, where: str) -> None:
                 problems.add(where, f"{name}: needs a {probe}")
 
 
+def dockerfile_images(dockerfile: Path) -> dict:
+    """The image table at the top of the root Dockerfile: image -> (package, bin)."""
+    images = {}
+    for line in dockerfile.read_text().splitlines():
+        cells = [c.strip() for c in line.lstrip("#").strip().strip("|").split("|")]
+        if len(cells) >= 3 and re.fullmatch(r"[a-z][a-z0-9-]*", cells[0]) and cells[1].startswith("safecity-"):
+            images[cells[0]] = (cells[1], cells[2])
+    return images
+
+
+def crate_package_and_bins(crate: Path) -> tuple:
+    """The crate's package name and binary names (Cargo.toml [[bin]] or src/main.rs)."""
+    manifest = tomllib.loads((crate / "Cargo.toml").read_text())
+    package = manifest["package"]["name"]
+    bins = {b["name"] for b in manifest.get("bin", [])}
+    if not bins and (crate / "src" / "main.rs").is_file():
+        bins = {package}
+    return package, bins
+
+
 def check_image(doc: dict, problems: Problems, where: str) -> None:
-    """Images are ghcr.io/safecity/<crate folder>:<tag>, built by <crate>/Dockerfile."""
+    """Images are ghcr.io/safecity/<crate folder>:<tag>, built by the root
+    Dockerfile (or Dockerfile.cuda for -cuda tags) for the crate's binary."""
     source_dir = (doc["metadata"].get("annotations") or {}).get("safecity.io/source", "")
     component = Path(source_dir).name
     for container in pod_spec(doc)["containers"]:
@@ -319,10 +342,25 @@ def check_image(doc: dict, problems: Problems, where: str) -> None:
                 where,
                 f"{obj_id(doc)}: image {image} is not ghcr.io/safecity/{component}:<version>",
             )
-        if not (ROOT / source_dir / "Dockerfile").is_file():
+        if "-cuda" in image.rsplit(":", 1)[-1]:
+            if component != "detector" or not (ROOT / "Dockerfile.cuda").is_file():
+                problems.add(where, f"{obj_id(doc)}: no Dockerfile.cuda builds {image}")
+            continue
+        table = dockerfile_images(ROOT / "Dockerfile")
+        if component not in table:
             problems.add(
-                where, f"{obj_id(doc)}: {source_dir}/Dockerfile (builds {image}) is missing"
+                where, f"{obj_id(doc)}: the root Dockerfile's table does not build {image}"
             )
+            continue
+        package, binary = table[component]
+        if (ROOT / source_dir / "Cargo.toml").is_file():
+            crate_package, bins = crate_package_and_bins(ROOT / source_dir)
+            if package != crate_package or binary not in bins:
+                problems.add(
+                    where,
+                    f"{obj_id(doc)}: the Dockerfile builds {package}/{binary} for {image}, "
+                    f"but {source_dir} is {crate_package} with binaries {sorted(bins)}",
+                )
     labels = doc["spec"]["template"]["metadata"].get("labels") or {}
     if labels.get("app.kubernetes.io/part-of") != "safecity":
         problems.add(

@@ -26,8 +26,8 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use safecity_runtime::event::CLOUDEVENTS_JSON;
-use safecity_runtime::topology::FunctionQueues;
+use safecity_runtime::events::event::CLOUDEVENTS_JSON;
+use safecity_runtime::events::topology::FunctionQueues;
 use safecity_runtime::{
     CloudEvent, Context, EventType, Function, HandlerError, RuntimeConfig, Subscription,
 };
@@ -316,7 +316,7 @@ fn main() {
         .status();
     rabbitmqctl(&["add_vhost", VHOST]);
     rabbitmqctl(&["set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"]);
-    safecity_runtime::telemetry::init(safecity_runtime::config::LogFormat::Text);
+    safecity_shell::telemetry::init(safecity_shell::LogFormat::Text);
 
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let queue = FunctionQueues::new("bench-noop").expect("name").work();

@@ -16,28 +16,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::topology::QueueType;
-
-/// A configuration variable with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// Its value (redacted where it may hold a secret).
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
+use safecity_events::QueueType;
+use safecity_shell::LogFormat;
+use safecity_shell::env::{Env, EnvError, parse_duration, process_env, redact_url};
 
 /// Everything the runtime needs to know, validated.
 #[derive(Clone, PartialEq)]
@@ -87,140 +68,56 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Replaces the password of an AMQP URL with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+/// `SAFECITY_RETRY_DELAYS`: comma-separated positive durations, or `none`.
+fn retry_delays(text: &str) -> Result<Vec<Duration>, String> {
+    if text == "none" {
+        return Ok(Vec::new());
     }
-}
-
-fn duration(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|e| ConfigError {
-        variable,
-        value: value.to_owned(),
-        reason: format!("not a duration like `500ms`, `5s` or `1m` ({e})"),
-    })
+    let delays = text
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.iter().any(Duration::is_zero) {
+        return Err(format!("`{text}`: every delay must be above zero"));
+    }
+    Ok(delays)
 }
 
 impl RuntimeConfig {
     /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        RuntimeConfig::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        RuntimeConfig::from_lookup(process_env)
     }
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
-
-        let amqp_url = get("SAFECITY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
-        if let Err(reason) = amqp_url.parse::<lapin::uri::AMQPUri>() {
-            return Err(ConfigError {
-                variable: "SAFECITY_AMQP_URL",
-                value: redact_url(&amqp_url),
-                reason: format!("not an AMQP URL ({reason})"),
-            });
-        }
-
-        let concurrency_text = get("SAFECITY_CONCURRENCY", "16");
-        let concurrency = concurrency_text
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError {
-                variable: "SAFECITY_CONCURRENCY",
-                value: concurrency_text.clone(),
-                reason: "not an integer in 1..=65535".to_owned(),
-            })?;
-
-        let delays_text = get("SAFECITY_RETRY_DELAYS", "1s,5s,30s");
-        let retry_delays = if delays_text.trim().is_empty() || delays_text.trim() == "none" {
-            Vec::new()
-        } else {
-            delays_text
-                .split(',')
-                .map(|part| duration("SAFECITY_RETRY_DELAYS", part))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        if retry_delays.iter().any(Duration::is_zero) {
-            return Err(ConfigError {
-                variable: "SAFECITY_RETRY_DELAYS",
-                value: delays_text,
-                reason: "every delay must be above zero".to_owned(),
-            });
-        }
-
-        let positive = |variable: &'static str, default: &str| {
-            let text = get(variable, default);
-            let value = duration(variable, &text)?;
-            if value.is_zero() {
-                return Err(ConfigError {
-                    variable,
-                    value: text,
-                    reason: "must be above zero".to_owned(),
-                });
-            }
-            Ok(value)
-        };
-        let max_retry_delay = positive("SAFECITY_MAX_RETRY_DELAY", "1h")?;
-        let handler_timeout = positive("SAFECITY_HANDLER_TIMEOUT", "60s")?;
-        let shutdown_grace = duration(
-            "SAFECITY_SHUTDOWN_GRACE",
-            &get("SAFECITY_SHUTDOWN_GRACE", "25s"),
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let env = Env::new(&lookup);
+        let amqp_url = env.parse(
+            "SAFECITY_AMQP_URL",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            |url| match url.parse::<lapin::uri::AMQPUri>() {
+                Ok(_) => Ok(url.to_owned()),
+                Err(reason) => Err(format!(
+                    "`{}` is not an AMQP URL ({reason})",
+                    redact_url(url)
+                )),
+            },
         )?;
-        let reconnect_max_delay = positive("SAFECITY_RECONNECT_MAX_DELAY", "10s")?;
-
-        let queue_type_text = get("SAFECITY_QUEUE_TYPE", "quorum");
-        let queue_type = queue_type_text
-            .trim()
-            .parse::<QueueType>()
-            .map_err(|reason| ConfigError {
-                variable: "SAFECITY_QUEUE_TYPE",
-                value: queue_type_text.clone(),
-                reason,
-            })?;
-
-        let http_text = get("SAFECITY_HTTP_ADDR", "0.0.0.0:9090");
-        let http_addr = match http_text.trim() {
-            "off" | "" => None,
-            addr => Some(addr.parse::<SocketAddr>().map_err(|e| ConfigError {
-                variable: "SAFECITY_HTTP_ADDR",
-                value: http_text.clone(),
-                reason: format!("not `host:port` or `off` ({e})"),
-            })?),
-        };
-
-        let log_text = get("SAFECITY_LOG_FORMAT", "text");
-        let log_format = match log_text.trim() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => {
-                return Err(ConfigError {
-                    variable: "SAFECITY_LOG_FORMAT",
-                    value: log_text,
-                    reason: "not `text` or `json`".to_owned(),
-                });
-            }
-        };
-
         Ok(RuntimeConfig {
             amqp_url,
-            concurrency,
-            retry_delays,
-            max_retry_delay,
-            handler_timeout,
-            shutdown_grace,
-            reconnect_max_delay,
-            queue_type,
-            http_addr,
-            log_format,
+            concurrency: env.integer("SAFECITY_CONCURRENCY", "16", 1..=u16::MAX)?,
+            // Set but blank means no retries, like `none`.
+            retry_delays: match env.raw("SAFECITY_RETRY_DELAYS") {
+                Some(text) if text.trim().is_empty() => Vec::new(),
+                _ => env.parse("SAFECITY_RETRY_DELAYS", "1s,5s,30s", retry_delays)?,
+            },
+            max_retry_delay: env.positive_duration("SAFECITY_MAX_RETRY_DELAY", "1h")?,
+            handler_timeout: env.positive_duration("SAFECITY_HANDLER_TIMEOUT", "60s")?,
+            shutdown_grace: env.duration("SAFECITY_SHUTDOWN_GRACE", "25s")?,
+            reconnect_max_delay: env.positive_duration("SAFECITY_RECONNECT_MAX_DELAY", "10s")?,
+            queue_type: env.from_str("SAFECITY_QUEUE_TYPE", "quorum")?,
+            http_addr: env.listen_addr("SAFECITY_HTTP_ADDR", "0.0.0.0:9090")?,
+            log_format: env.from_str("SAFECITY_LOG_FORMAT", "text")?,
         })
     }
 
@@ -235,7 +132,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn from(vars: &[(&str, &str)]) -> Result<RuntimeConfig, ConfigError> {
+    fn from(vars: &[(&str, &str)]) -> Result<RuntimeConfig, EnvError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

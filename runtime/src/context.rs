@@ -3,15 +3,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::BasicProperties;
+use safecity_events::{
+    Attributes, CloudEvent, DecodeError, EventData, PublishError, Publisher, TraceParent,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
-
-use crate::event::{Attributes, CLOUDEVENTS_JSON, CloudEvent, EventData};
-use crate::publisher::{PublishError, Publisher};
-use crate::topology::EVENTS_EXCHANGE;
-use crate::trace::TraceParent;
 
 /// An event a handler emitted, as recorded by a test context.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +21,7 @@ pub struct Emitted {
 
 impl Emitted {
     /// Decodes the recorded body back into a typed event.
-    pub fn decode<T: EventData>(&self) -> Result<CloudEvent<T>, crate::event::DecodeError> {
+    pub fn decode<T: EventData>(&self) -> Result<CloudEvent<T>, DecodeError> {
         CloudEvent::from_json(&self.body)
     }
 }
@@ -138,19 +135,11 @@ impl Context {
         if event.attributes.traceparent.is_none() {
             event.attributes.traceparent = Some(self.trace);
         }
-        let routing_key = event.attributes.event_type.as_str();
-        let body = event.to_json();
         match &self.sink {
-            Sink::Broker(publisher) => {
-                let properties = BasicProperties::default()
-                    .with_content_type(CLOUDEVENTS_JSON.into())
-                    .with_message_id(event.attributes.id.as_str().into())
-                    .with_delivery_mode(2);
-                publisher
-                    .publish(EVENTS_EXCHANGE, routing_key, &body, properties)
-                    .await
-            }
+            Sink::Broker(publisher) => publisher.publish_event(&event).await,
             Sink::Recorder(recorded) => {
+                let routing_key = event.attributes.event_type.as_str();
+                let body = event.to_json();
                 recorded
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -254,7 +243,7 @@ impl TestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::city::EventType;
+    use safecity_events::EventType;
 
     #[tokio::test]
     async fn emitted_events_inherit_the_trace() {

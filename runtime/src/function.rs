@@ -4,15 +4,14 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use lapin::types::FieldTable;
 use prometheus_client::registry::Registry;
+use safecity_events::{Attributes, CloudEvent, DecodeError, EventData, Frame, Subscription};
 
-use crate::city::EventType;
 use crate::context::Context;
-use crate::event::{Attributes, CLOUDEVENTS_JSON, CloudEvent, DecodeError, EventData};
-use crate::frame::Frame;
-use crate::topology;
 
 /// A safecity function: a name, what it subscribes to, and one async handler.
 ///
@@ -95,43 +94,6 @@ pub trait Function: Send + Sync + 'static {
     }
 }
 
-/// One binding of a function's queue.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Subscription {
-    /// Safety events of one type from the events exchange.
-    Event(EventType),
-    /// Camera frames from the frames exchange: one region, or every region with `None`.
-    Frames {
-        /// Region routing key, or `None` for all regions.
-        region: Option<String>,
-    },
-}
-
-impl Subscription {
-    /// The exchange the binding is on.
-    pub fn exchange(&self) -> &'static str {
-        match self {
-            Subscription::Event(_) => topology::EVENTS_EXCHANGE,
-            Subscription::Frames { .. } => topology::FRAMES_EXCHANGE,
-        }
-    }
-
-    /// The binding key on that exchange.
-    pub fn binding_key(&self) -> &str {
-        match self {
-            Subscription::Event(t) => t.as_str(),
-            Subscription::Frames { region: Some(r) } => r,
-            Subscription::Frames { region: None } => "#",
-        }
-    }
-}
-
-impl From<EventType> for Subscription {
-    fn from(event_type: EventType) -> Self {
-        Subscription::Event(event_type)
-    }
-}
-
 /// A received AMQP message, as input decoders see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
@@ -153,6 +115,10 @@ pub trait Input: Sized + Send + 'static {
     /// The CloudEvent attributes, for inputs that are CloudEvents.
     fn attributes(&self) -> Option<&Attributes>;
 
+    /// What log lines call this input: the event id, or `<camera>#<sequence>`
+    /// for a frame.
+    fn id(&self) -> Cow<'_, str>;
+
     /// Metric label for this input: the event type, or `frames`.
     fn kind(&self) -> &'static str;
 
@@ -162,16 +128,15 @@ pub trait Input: Sized + Send + 'static {
 
 impl<T: EventData> Input for CloudEvent<T> {
     fn decode(message: &Message<'_>) -> Result<Self, DecodeError> {
-        if let Some(content_type) = message.content_type
-            && !content_type.starts_with(CLOUDEVENTS_JSON)
-        {
-            return Err(DecodeError::ContentType(content_type.to_owned()));
-        }
-        CloudEvent::from_json(message.body)
+        CloudEvent::from_message(message.content_type, message.body)
     }
 
     fn attributes(&self) -> Option<&Attributes> {
         Some(&self.attributes)
+    }
+
+    fn id(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.attributes.id)
     }
 
     fn kind(&self) -> &'static str {
@@ -190,6 +155,10 @@ impl Input for Frame {
 
     fn attributes(&self) -> Option<&Attributes> {
         None
+    }
+
+    fn id(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("{}#{}", self.camera.id, self.sequence))
     }
 
     fn kind(&self) -> &'static str {
@@ -303,16 +272,6 @@ mod tests {
         let err = parse("x").expect_err("not a number");
         assert!(matches!(err, HandlerError::Retry { after: None, .. }));
         assert!(err.reason().contains("invalid digit"));
-    }
-
-    #[test]
-    fn subscriptions_bind_to_the_right_exchange() {
-        let fire = Subscription::from(EventType::Fire);
-        assert_eq!(fire.exchange(), topology::EVENTS_EXCHANGE);
-        assert_eq!(fire.binding_key(), "fire");
-        let all = Subscription::Frames { region: None };
-        assert_eq!(all.exchange(), topology::FRAMES_EXCHANGE);
-        assert_eq!(all.binding_key(), "#");
     }
 
     #[test]

@@ -1,60 +1,56 @@
 //! # safecity-runtime
 //!
-//! The library every safecity function is built on. An author implements one
-//! trait, [`Function`], and calls [`run`]; the runtime gives the function a
+//! Write a safecity function: implement [`Function`] (a name, what it
+//! subscribes to, one async handler) and call [`run`]. The runtime gives it a
 //! uniform RabbitMQ trigger:
 //!
-//! - **Topology** declared idempotently at start: the events exchange, a durable
-//!   quorum queue per function bound to its event types, retry queues and a
-//!   dead-letter queue ([`topology`]).
+//! - **Topology** declared idempotently at start: a durable quorum queue per
+//!   function bound to its [`Subscription`]s, retry queues and a dead-letter
+//!   queue.
 //! - **Delivery**: manual ack after success, at most `SAFECITY_CONCURRENCY`
 //!   handlers at once (the prefetch), at-least-once.
-//! - **Failures**: retries with backoff that never block other messages, then a
-//!   dead-letter queue whose headers say why ([`failure`]); undecodable input is
-//!   dead-lettered at once; a panicking handler is a failed attempt.
+//! - **Failures**: the handler's [`HandlerError`] decides: retry with backoff
+//!   (never blocking other messages), defer without spending an attempt, or
+//!   dead-letter with a reason. Undecodable input is dead-lettered at once; a
+//!   panicking or overrunning handler is a failed attempt.
 //! - **Shutdown** on SIGTERM/SIGINT: stop consuming, let handlers finish within
 //!   the grace period, requeue the rest.
 //! - **Broker faults**: reconnect with backoff, resume consuming.
 //! - **Observability**: `/healthz`, `/readyz`, `/metrics` and `tracing` spans
-//!   whose trace id comes from the event's `traceparent`. A function adds its
-//!   own metrics to `/metrics` with [`Function::register_metrics`] (handles
-//!   from the re-exported [`prometheus_client`], so versions always match).
+//!   whose trace id comes from the event's `traceparent`; a function adds its
+//!   own metrics with [`Function::register_metrics`].
 //!
-//! Configuration comes from the environment; see [`RuntimeConfig`].
+//! The handler gets its input ([`CloudEvent`] of a payload, or a camera
+//! [`Frame`]) and a [`Context`] (attempt, deadline, shutdown token, span, and
+//! [`Context::emit`] to publish events). Configuration comes from the
+//! environment ([`RuntimeConfig`]); [`start`] takes it explicitly instead.
+//! Test a handler in memory with [`testing::TestContext`], or on a real broker
+//! with the `testkit` feature.
+//!
+//! The event types are the contract crate's, re-exported as [`events`]
+//! (`safecity-events`), so tools can depend on the contract alone.
 
-pub mod city;
-pub mod config;
-pub mod context;
-pub mod event;
-pub mod failure;
-pub mod frame;
-pub mod function;
-pub mod headers;
-pub mod http;
-pub mod metrics;
-pub mod publisher;
+mod config;
+mod context;
+mod function;
+mod metrics;
 mod run;
-pub mod shutdown;
-pub mod telemetry;
-pub mod topology;
-pub mod trace;
+#[cfg(feature = "testkit")]
+mod testkit;
 mod worker;
 
-pub use city::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
-pub use config::{ConfigError, RuntimeConfig};
+pub use config::RuntimeConfig;
 pub use context::Context;
-pub use event::{Attributes, CloudEvent, DecodeError, EventData};
-pub use frame::Frame;
-pub use function::{Function, HandlerError, Input, Subscription};
-pub use publisher::{PublishError, Publisher};
+pub use function::{Function, HandlerError, Input, Message};
 pub use run::{RunError, RunningFunction, run, start};
+pub use safecity_events::{CloudEvent, EventType, Frame, PublishError, SafetyEvent, Subscription};
+
+/// The wire contract: events, payloads, frames, topology names.
+pub use safecity_events as events;
 
 /// The Prometheus client the runtime's registry is built with, for
 /// [`Function::register_metrics`].
 pub use prometheus_client;
-
-#[cfg(feature = "testkit")]
-mod testkit;
 
 /// Helpers for testing functions: in memory, and (feature `testkit`) on a real broker.
 pub mod testing {

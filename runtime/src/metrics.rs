@@ -29,9 +29,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use safecity_events::DeadLetterCause;
 
 /// Event-type label of messages that could not be decoded.
-pub const INVALID_KIND: &str = "invalid";
+pub(crate) const INVALID_KIND: &str = "invalid";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
@@ -51,28 +52,6 @@ struct DeadLetterLabels {
     reason: String,
 }
 
-/// Why an input was dead-lettered, as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterCause {
-    /// The message could not be decoded.
-    Decode,
-    /// The handler said it can never succeed.
-    Rejected,
-    /// Every attempt failed.
-    Exhausted,
-}
-
-impl DeadLetterCause {
-    /// The metric label and dead-letter header value.
-    pub fn label(self) -> &'static str {
-        match self {
-            DeadLetterCause::Decode => "decode",
-            DeadLetterCause::Rejected => "rejected",
-            DeadLetterCause::Exhausted => "exhausted",
-        }
-    }
-}
-
 fn duration_histogram() -> Histogram {
     // 1 ms .. ~65 s
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -89,7 +68,7 @@ fn age_histogram() -> Histogram {
 
 /// Handles of one (function, event type) pair, resolved once and cached.
 #[derive(Debug)]
-pub struct KindMetrics {
+pub(crate) struct KindMetrics {
     /// Inputs received.
     pub received: Counter,
     /// Inputs handled successfully.
@@ -109,7 +88,7 @@ pub struct KindMetrics {
 
 impl KindMetrics {
     /// Counts one dead-lettered input.
-    pub fn dead_lettered(&self, cause: DeadLetterCause) {
+    pub(crate) fn dead_lettered(&self, cause: DeadLetterCause) {
         let index = match cause {
             DeadLetterCause::Decode => 0,
             DeadLetterCause::Rejected => 1,
@@ -121,7 +100,7 @@ impl KindMetrics {
 
 /// The metrics registry of one function process.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     function: String,
     registry: Registry,
     received: Family<EventLabels, Counter>,
@@ -143,7 +122,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates and registers every metric of `function`.
-    pub fn new(function: &str) -> Self {
+    pub(crate) fn new(function: &str) -> Self {
         let mut registry = Registry::default();
         let received = Family::<EventLabels, Counter>::default();
         let succeeded = Family::<EventLabels, Counter>::default();
@@ -243,7 +222,7 @@ impl Metrics {
     }
 
     /// The cached handles for one event type.
-    pub fn kind(&self, kind: &'static str) -> Arc<KindMetrics> {
+    pub(crate) fn kind(&self, kind: &'static str) -> Arc<KindMetrics> {
         if let Some(found) = self
             .by_kind
             .read()
@@ -289,12 +268,12 @@ impl Metrics {
 
     /// The registry, to add metrics before the process serves them; the
     /// runtime hands it to [`Function::register_metrics`](crate::Function::register_metrics).
-    pub fn registry_mut(&mut self) -> &mut Registry {
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }
 
     /// Renders every metric in the Prometheus text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -1,14 +1,23 @@
 //! Running a function: connect, declare, consume, reconnect, drain on shutdown.
+//!
+//! [`start`] checks what can be checked at once (name, subscriptions, HTTP
+//! port) and spawns the supervisor: the shell's broker-session supervisor
+//! runs one session per connection, each [`open`] (topology, channels,
+//! consumer) then [`consume`] (deliveries to handlers, drain on shutdown).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, Consumer};
+use safecity_events::topology::{self, FunctionQueues, TopologyError};
+use safecity_events::{Publisher, Subscription};
+use safecity_shell::broker::{self, BrokerSession, BrokerSettings, SessionEnd, bounded};
+use safecity_shell::env::{EnvError, redact_url};
+use safecity_shell::ops::{self, Ops, Readiness};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -16,20 +25,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{ConfigError, RuntimeConfig, redact_url};
+use crate::config::RuntimeConfig;
 use crate::function::Function;
-use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
-use crate::publisher::Publisher;
-use crate::topology::{self, FunctionQueues, TopologyError};
 use crate::worker::{Session, Shared, handle_delivery};
+
+/// The first reconnect delay after a lost broker connection.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
 
 /// Why a function process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The environment holds an invalid setting.
     #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] EnvError),
     /// The function's name or subscriptions cannot be declared, or the broker
     /// refused the topology (e.g. a queue exists with other arguments).
     #[error("topology: {0}")]
@@ -55,8 +64,8 @@ pub enum RunError {
 /// `/metrics`, and returns after a graceful drain.
 pub async fn run<F: Function>(function: F) -> Result<(), RunError> {
     let config = RuntimeConfig::from_env()?;
-    crate::telemetry::init(config.log_format);
-    let shutdown = crate::shutdown::on_signals();
+    safecity_shell::telemetry::init(config.log_format);
+    let shutdown = safecity_shell::signals::on_signals();
     start(function, config, shutdown).await?.join().await
 }
 
@@ -80,9 +89,9 @@ impl RunningFunction {
         self.readiness.get()
     }
 
-    /// The function's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// The function's metrics as `/metrics` serves them (OpenMetrics text).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
     }
 
     /// Waits until the function has drained after its shutdown token fired.
@@ -111,14 +120,18 @@ pub async fn start<F: Function>(
     let mut metrics = Metrics::new(&name);
     function.register_metrics(metrics.registry_mut());
     let metrics = Arc::new(metrics);
-    let readiness = Readiness::default();
+    let readiness = Readiness::new("consuming", "not consuming");
     let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match config.http_addr {
         Some(addr) => {
-            let (bound, task) =
-                http::serve(addr, readiness.clone(), metrics.clone(), http_stop.clone())
-                    .await
-                    .map_err(|source| RunError::Http { addr, source })?;
+            let render = metrics.clone();
+            let ops = Ops {
+                readiness: readiness.clone(),
+                metrics: Arc::new(move || render.encode()),
+            };
+            let (bound, task) = ops::serve(addr, ops, http_stop.clone())
+                .await
+                .map_err(|source| RunError::Http { addr, source })?;
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -156,68 +169,42 @@ pub async fn start<F: Function>(
     })
 }
 
-enum SessionEnd {
-    /// Shutdown requested and drained.
-    Drained,
-    /// The connection was lost or could not be made.
-    Lost { error: String, consumed: bool },
+/// What every session of the process shares.
+struct Consuming<F> {
+    shared: Arc<Shared<F>>,
+    subscriptions: Vec<Subscription>,
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+    readiness: Readiness,
+    /// The process start, until the first consume measures it.
+    first_consume: Option<Instant>,
 }
 
 async fn supervise<F: Function>(
     shared: Arc<Shared<F>>,
-    subscriptions: Vec<crate::function::Subscription>,
+    subscriptions: Vec<Subscription>,
     readiness: Readiness,
     started: Instant,
 ) -> Result<(), RunError> {
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(usize::from(shared.config.concurrency)));
-    let mut backoff = Backoff::new(
-        Duration::from_millis(100),
-        shared.config.reconnect_max_delay,
-    );
-    let mut first_consume = Some(started);
-    let result = loop {
-        if shared.shutdown.is_cancelled() {
-            break Ok(());
-        }
-        let end = session(
-            &shared,
-            &subscriptions,
-            &tracker,
-            &permits,
-            &readiness,
-            &mut first_consume,
-        )
-        .await;
-        readiness.set(false);
-        shared.metrics.consuming.set(0);
-        match end {
-            Ok(SessionEnd::Drained) => break Ok(()),
-            Ok(SessionEnd::Lost { error, consumed }) => {
-                if consumed {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                warn!(
-                    function = %shared.name,
-                    %error,
-                    retry_in = %humantime::format_duration(delay),
-                    "broker connection lost or unavailable"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {
-                        shared.metrics.reconnects.inc();
-                    }
-                    () = shared.shutdown.cancelled() => break Ok(()),
-                }
-            }
-            Err(fatal) => {
-                error!(function = %shared.name, error = %fatal, "cannot run");
-                break Err(fatal);
-            }
-        }
+    let settings = BrokerSettings {
+        url: shared.config.amqp_url.clone(),
+        connection_name: format!("safecity-{}", shared.name),
+        reconnect_min: RECONNECT_MIN,
+        reconnect_max: shared.config.reconnect_max_delay,
     };
-    drain(&shared, &tracker).await;
+    let mut state = Consuming {
+        permits: Arc::new(Semaphore::new(usize::from(shared.config.concurrency))),
+        shared: shared.clone(),
+        subscriptions,
+        tracker: TaskTracker::new(),
+        readiness,
+        first_consume: Some(started),
+    };
+    let result = broker::supervise(&settings, &shared.shutdown, &mut state).await;
+    if let Err(fatal) = &result {
+        error!(function = %shared.name, error = %fatal, "cannot run");
+    }
+    drain(&shared, &state.tracker).await;
     info!(function = %shared.name, "stopped");
     result
 }
@@ -247,93 +234,129 @@ fn is_fatal_declare(error: &TopologyError) -> bool {
     }
 }
 
-async fn session<F: Function>(
-    shared: &Arc<Shared<F>>,
-    subscriptions: &[crate::function::Subscription],
-    tracker: &TaskTracker,
-    permits: &Arc<Semaphore>,
-    readiness: &Readiness,
-    first_consume: &mut Option<Instant>,
-) -> Result<SessionEnd, RunError> {
-    let lost = |error: &dyn std::fmt::Display| SessionEnd::Lost {
-        error: error.to_string(),
-        consumed: false,
-    };
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("safecity-{}", shared.name).into());
-    let connection = match Connection::connect(&shared.config.amqp_url, properties).await {
-        Ok(connection) => connection,
-        Err(error) => return Ok(lost(&error)),
-    };
-    let publisher = match Publisher::open(&connection).await {
-        Ok(publisher) => publisher,
-        Err(error) => return Ok(lost(&error)),
-    };
-    if let Err(error) = topology::declare_function(
-        publisher.channel(),
-        &shared.queues,
-        subscriptions,
-        shared.config.queue_type,
-        &shared.config.retry_delays,
+impl<F: Function> BrokerSession for Consuming<F> {
+    type Error = RunError;
+
+    async fn run(&mut self, connection: &Connection) -> SessionEnd<RunError> {
+        let end = match open(self, connection).await {
+            Ok(open) => consume(self, connection, open).await,
+            Err(end) => end,
+        };
+        self.readiness.set(false);
+        self.shared.metrics.consuming.set(0);
+        end
+    }
+
+    fn lost(&mut self, error: &str, retry_in: Duration) {
+        warn!(
+            function = %self.shared.name,
+            %error,
+            retry_in = %humantime::format_duration(retry_in),
+            "broker connection lost or unavailable"
+        );
+        self.shared.metrics.reconnects.inc();
+    }
+}
+
+/// A session ready to consume.
+struct OpenSession {
+    publisher: Publisher,
+    channel: Channel,
+    consumer: Consumer,
+}
+
+/// Declares the topology and starts the consumer; every request bounded.
+async fn open<F: Function>(
+    state: &Consuming<F>,
+    connection: &Connection,
+) -> Result<OpenSession, SessionEnd<RunError>> {
+    let shared = &state.shared;
+    let publisher = bounded(
+        "opening the publishing channel",
+        Publisher::open(connection),
     )
     .await
-    {
-        if is_fatal_declare(&error) {
-            let _ = connection.close(200, "topology refused".into()).await;
-            return Err(error.into());
-        }
-        return Ok(lost(&error));
+    .map_err(SessionEnd::lost)?
+    .map_err(SessionEnd::lost)?;
+    let declared = bounded(
+        "declaring the topology",
+        topology::declare_function(
+            publisher.channel(),
+            &shared.queues,
+            &state.subscriptions,
+            shared.config.queue_type,
+            &shared.config.retry_delays,
+        ),
+    )
+    .await
+    .map_err(SessionEnd::lost)?;
+    if let Err(error) = declared {
+        return Err(if is_fatal_declare(&error) {
+            SessionEnd::Fatal(error.into())
+        } else {
+            SessionEnd::lost(error)
+        });
     }
-    let channel = match connection.create_channel().await {
-        Ok(channel) => channel,
-        Err(error) => return Ok(lost(&error)),
-    };
-    if let Err(error) = channel
-        .basic_qos(shared.config.concurrency, BasicQosOptions::default())
+    let channel = bounded("opening the consuming channel", connection.create_channel())
         .await
-    {
-        return Ok(lost(&error));
-    }
-    let mut consumer = match channel
-        .basic_consume(
+        .map_err(SessionEnd::lost)?
+        .map_err(SessionEnd::lost)?;
+    bounded(
+        "setting the prefetch",
+        channel.basic_qos(shared.config.concurrency, BasicQosOptions::default()),
+    )
+    .await
+    .map_err(SessionEnd::lost)?
+    .map_err(SessionEnd::lost)?;
+    let consumer = bounded(
+        "starting the consumer",
+        channel.basic_consume(
             ShortString::from(shared.queues.work()),
             ShortString::from(format!("safecity-{}-{}", shared.name, uuid::Uuid::new_v4())),
             BasicConsumeOptions::default(),
             FieldTable::default(),
-        )
-        .await
-    {
-        Ok(consumer) => consumer,
-        Err(error) => return Ok(lost(&error)),
-    };
-    readiness.set(true);
+        ),
+    )
+    .await
+    .map_err(SessionEnd::lost)?
+    .map_err(SessionEnd::lost)?;
+    Ok(OpenSession {
+        publisher,
+        channel,
+        consumer,
+    })
+}
+
+/// Hands deliveries to handlers (at most `concurrency` at once) until the
+/// connection is lost or shutdown starts; on shutdown, drains and closes.
+async fn consume<F: Function>(
+    state: &mut Consuming<F>,
+    connection: &Connection,
+    open: OpenSession,
+) -> SessionEnd<RunError> {
+    let shared = state.shared.clone();
+    let OpenSession {
+        publisher,
+        channel,
+        mut consumer,
+    } = open;
+    state.readiness.set(true);
     shared.metrics.consuming.set(1);
-    if let Some(started) = first_consume.take() {
+    if let Some(started) = state.first_consume.take() {
         let elapsed = started.elapsed();
         shared.metrics.start_to_consuming.set(elapsed.as_secs_f64());
         info!(function = %shared.name, queue = %shared.queues.work(), start_to_consuming_ms = elapsed.as_secs_f64() * 1000.0, "consuming");
     } else {
         info!(function = %shared.name, queue = %shared.queues.work(), "consuming again after reconnect");
     }
-
-    let session = Session {
-        publisher,
-        retry_queues: Arc::new(Mutex::new(
-            shared
-                .config
-                .retry_delays
-                .iter()
-                .copied()
-                .collect::<HashSet<_>>(),
-        )),
-    };
-    let mut consumed = false;
+    let session = Session::new(publisher, &shared.config.retry_delays);
+    let mut worked = false;
     let shutdown = &shared.shutdown;
     loop {
         let permit = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = state.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let next = tokio::select! {
             biased;
@@ -342,31 +365,31 @@ async fn session<F: Function>(
         };
         match next {
             Some(Ok(delivery)) => {
-                consumed = true;
+                worked = true;
                 let shared = shared.clone();
                 let session = session.clone();
-                tracker.spawn(async move {
+                state.tracker.spawn(async move {
                     handle_delivery(shared, session, delivery).await;
                     drop(permit);
                 });
             }
             Some(Err(error)) => {
-                return Ok(SessionEnd::Lost {
+                return SessionEnd::Lost {
                     error: error.to_string(),
-                    consumed,
-                });
+                    worked,
+                };
             }
             None => {
-                return Ok(SessionEnd::Lost {
+                return SessionEnd::Lost {
                     error: "the broker cancelled the consumer (queue deleted?)".to_owned(),
-                    consumed,
-                });
+                    worked,
+                };
             }
         }
     }
 
     // Graceful shutdown: stop deliveries, let in-flight handlers finish and ack.
-    readiness.set(false);
+    state.readiness.set(false);
     shared.metrics.consuming.set(0);
     if let Err(error) = channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
@@ -374,7 +397,7 @@ async fn session<F: Function>(
     {
         warn!(%error, "cancelling the consumer failed");
     }
-    drain(shared, tracker).await;
+    drain(&shared, &state.tracker).await;
     // Closing the channel returns prefetched-but-unstarted deliveries to the queue.
     let _ = channel.close(200, "shutdown".into()).await;
     let _ = session
@@ -383,47 +406,5 @@ async fn session<F: Function>(
         .close(200, "shutdown".into())
         .await;
     let _ = connection.close(200, "shutdown".into()).await;
-    Ok(SessionEnd::Drained)
-}
-
-/// Exponential backoff with a cap.
-#[derive(Debug)]
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next.min(self.max);
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, vec![100, 200, 350, 350]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
-    }
+    SessionEnd::Stopped
 }

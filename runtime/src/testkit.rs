@@ -11,22 +11,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use lapin::message::BasicGetMessage;
-use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use safecity_events::topology::EVENTS_EXCHANGE;
+use safecity_events::{CloudEvent, EventData, Frame, FunctionQueues, PublishError, Publisher};
 use tokio::time::Instant;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RuntimeConfig;
-use crate::event::{CLOUDEVENTS_JSON, CloudEvent, EventData};
-use crate::frame::Frame;
 use crate::function::Function;
 use crate::run::RunningFunction;
-use crate::topology::{EVENTS_EXCHANGE, FRAMES_EXCHANGE, FunctionQueues};
 
 /// Runs `rabbitmqctl`, panics with its output if it fails, returns its stdout.
 pub fn rabbitmqctl(args: &[&str]) -> String {
@@ -102,21 +97,22 @@ impl TestVhost {
         let connection = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .expect("the test client connects to the local broker");
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
+        let publisher = Publisher::open(&connection)
             .await
-            .expect("confirm mode");
+            .expect("a confirm-mode channel");
         TestClient {
             _connection: connection,
-            channel,
+            channel: publisher.channel().clone(),
+            publisher,
         }
     }
 }
 
 /// A plain AMQP client for tests: publishes events, reads queues.
+#[derive(Debug)]
 pub struct TestClient {
     _connection: Connection,
+    publisher: Publisher,
     /// The confirm-mode channel, for anything the helpers do not cover.
     pub channel: Channel,
 }
@@ -136,13 +132,7 @@ impl TestClient {
     /// Publishes a camera frame to the frames exchange under its region, as
     /// the motion gate does, and panics if no queue was bound for it.
     pub async fn publish_frame(&self, frame: &Frame) {
-        self.publish_confirmed(
-            FRAMES_EXCHANGE,
-            &frame.camera.region,
-            &frame.jpeg,
-            frame.properties(),
-        )
-        .await;
+        expect_routed(self.publisher.publish_frame(frame).await);
     }
 
     /// Publishes with `mandatory`, waits for the confirm, and panics unless
@@ -154,38 +144,17 @@ impl TestClient {
         body: &[u8],
         properties: BasicProperties,
     ) {
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(
-            confirm.is_ack() && confirm.take_message().is_none(),
-            "message to `{exchange}` with key `{routing_key}` was not routed"
+        expect_routed(
+            self.publisher
+                .publish(exchange, routing_key, body, properties)
+                .await,
         );
     }
 
     /// Publishes a CloudEvent under its type; returns the body sent.
     pub async fn publish_event<T: EventData>(&self, event: &CloudEvent<T>) -> Vec<u8> {
-        let body = event.to_json();
-        self.publish_raw(
-            event.attributes.event_type.as_str(),
-            &body,
-            Some(CLOUDEVENTS_JSON),
-        )
-        .await;
-        body
+        expect_routed(self.publisher.publish_event(event).await);
+        event.to_json()
     }
 
     /// Ready messages of a queue now (one passive declare). The broker may not
@@ -284,6 +253,12 @@ impl TestClient {
     }
 }
 
+fn expect_routed(published: Result<(), PublishError>) {
+    if let Err(error) = published {
+        panic!("test publish failed: {error}");
+    }
+}
+
 /// Polls `condition` every 10 ms; panics naming `what` after `timeout`.
 pub async fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -302,6 +277,7 @@ pub fn metric(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
 }
 
 /// A function running in-process on its own vhost, with a client beside it.
+#[derive(Debug)]
 pub struct TestFunction {
     /// The function's vhost (dropped, and deleted, after the function stops).
     pub vhost: TestVhost,
@@ -340,7 +316,7 @@ impl TestFunction {
 
     /// One sample of the function's metrics (see [`metric`]); 0 when absent.
     pub fn metric(&self, name: &str, label_fragment: &str) -> f64 {
-        metric(&self.running().metrics().encode(), name, label_fragment).unwrap_or(0.0)
+        metric(&self.running().metrics_text(), name, label_fragment).unwrap_or(0.0)
     }
 
     /// Stops the function gracefully and waits for the drain.

@@ -2,7 +2,7 @@
 //!
 //! Layers around the author's handler, outermost first: metrics, tracing span,
 //! panic catch, timeout, hard-stop on an expired shutdown grace. The verdict then
-//! settles the delivery:
+//! settles the delivery through its [`Settlement`]:
 //!
 //! | outcome | settlement |
 //! |---|---|
@@ -24,40 +24,49 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::FutureExt as _;
+use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
+use safecity_events::topology::{self, FunctionQueues, TopologyError};
+use safecity_events::{DeadLetterCause, FailureRecord, Publisher, TraceParent};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, warn};
 
 use crate::config::RuntimeConfig;
 use crate::context::{AttemptInfo, Context};
-use crate::failure::FailureRecord;
 use crate::function::{Function, HandlerError, Input, Message};
-use crate::metrics::{DeadLetterCause, INVALID_KIND, KindMetrics, Metrics};
-use crate::publisher::{PublishError, Publisher};
-use crate::topology::{self, FunctionQueues};
-use crate::trace::TraceParent;
+use crate::metrics::{INVALID_KIND, KindMetrics, Metrics};
 
 /// State shared by every delivery of the process.
 pub(crate) struct Shared<F> {
-    pub function: F,
-    pub name: Arc<str>,
-    pub queues: FunctionQueues,
-    pub config: RuntimeConfig,
-    pub metrics: Arc<Metrics>,
+    pub(crate) function: F,
+    pub(crate) name: Arc<str>,
+    pub(crate) queues: FunctionQueues,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) metrics: Arc<Metrics>,
     /// Fires when shutdown starts; handlers see it through their context.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Fires when the shutdown grace expires: unfinished handlers are abandoned.
-    pub hard_stop: CancellationToken,
+    pub(crate) hard_stop: CancellationToken,
 }
 
 /// Per-connection handles: deliveries settle on the session they came from.
 #[derive(Clone)]
 pub(crate) struct Session {
-    pub publisher: Publisher,
+    pub(crate) publisher: Publisher,
     /// Retry queues declared on this connection (the configured ones at start).
-    pub retry_queues: Arc<Mutex<HashSet<Duration>>>,
+    pub(crate) retry_queues: Arc<Mutex<HashSet<Duration>>>,
+}
+
+impl Session {
+    /// A session publishing on `publisher`, whose configured retry queues exist.
+    pub(crate) fn new(publisher: Publisher, retry_delays: &[Duration]) -> Self {
+        Session {
+            publisher,
+            retry_queues: Arc::new(Mutex::new(retry_delays.iter().copied().collect())),
+        }
+    }
 }
 
 enum Outcome {
@@ -98,33 +107,34 @@ pub(crate) async fn handle_delivery<F: Function>(
         headers,
         routing_key: &record.original_routing_key,
     };
-    let input = match F::Input::decode(&message) {
+    let decoded = F::Input::decode(&message);
+    let kind = shared.metrics.kind(match &decoded {
+        Ok(input) => input.kind(),
+        Err(_) => INVALID_KIND,
+    });
+    kind.received.inc();
+    let settlement = Settlement {
+        shared: &shared,
+        session: &session,
+        delivery: &delivery,
+        record: &record,
+        kind: &kind,
+    };
+    let input = match decoded {
         Ok(input) => input,
         Err(error) => {
-            let kind = shared.metrics.kind(INVALID_KIND);
-            kind.received.inc();
             warn!(
                 function = %shared.name,
                 routing_key = %record.original_routing_key,
                 %error,
                 "undecodable input, dead-lettering"
             );
-            dead_letter(
-                &shared,
-                &session,
-                &delivery,
-                &record,
-                &kind,
-                DeadLetterCause::Decode,
-                &error.to_string(),
-            )
-            .await;
+            settlement
+                .dead_letter(DeadLetterCause::Decode, &error.to_string())
+                .await;
             return;
         }
     };
-
-    let kind = shared.metrics.kind(input.kind());
-    kind.received.inc();
     let age = (Utc::now() - input.occurred_at()).as_seconds_f64();
     kind.age.observe(age.max(0.0));
 
@@ -134,11 +144,11 @@ pub(crate) async fn handle_delivery<F: Function>(
     // Few, cheap fields: this span is created for every delivery.
     let span = tracing::info_span!(
         "handle",
-        event_id = attributes.as_ref().map_or("", |a| a.id.as_str()),
+        event_id = %input.id(),
         trace_id = %trace.trace_id_display(),
     );
     if let Some(parent) = parent {
-        tracing::debug!(parent: &span, parent_span_id = %parent.parent_id_hex(), "continuing trace");
+        debug!(parent: &span, parent_span_id = %parent.parent_id_hex(), "continuing trace");
     }
     let ctx = Context::for_broker(
         AttemptInfo {
@@ -152,7 +162,20 @@ pub(crate) async fn handle_delivery<F: Function>(
         },
         session.publisher.clone(),
     );
+    let outcome = run_handler(&shared, input, ctx, &kind)
+        .instrument(span.clone())
+        .await;
+    settlement.settle(outcome).instrument(span).await;
+}
 
+/// Runs the handler inside its layers: in-flight gauge, duration, panic
+/// catch, timeout, and the hard stop of an expired shutdown grace.
+async fn run_handler<F: Function>(
+    shared: &Shared<F>,
+    input: F::Input,
+    ctx: Context,
+    kind: &KindMetrics,
+) -> Outcome {
     kind.in_flight.inc();
     let started = Instant::now();
     let timeout = shared.config.handler_timeout;
@@ -160,8 +183,7 @@ pub(crate) async fn handle_delivery<F: Function>(
         timeout,
         shared.function.handle(input, ctx),
     ))
-    .catch_unwind()
-    .instrument(span.clone());
+    .catch_unwind();
     let outcome = tokio::select! {
         result = attempt => match result {
             Ok(Ok(Ok(()))) => Outcome::Done,
@@ -181,73 +203,175 @@ pub(crate) async fn handle_delivery<F: Function>(
     };
     kind.duration.observe(started.elapsed().as_secs_f64());
     kind.in_flight.dec();
-
-    settle(&shared, &session, &delivery, &record, &kind, outcome)
-        .instrument(span)
-        .await;
+    outcome
 }
 
-/// Acks, retries, dead-letters or requeues according to the outcome.
-async fn settle<F: Function>(
-    shared: &Shared<F>,
-    session: &Session,
-    delivery: &Delivery,
-    record: &FailureRecord,
-    kind: &KindMetrics,
-    outcome: Outcome,
-) {
-    match outcome {
-        Outcome::Done => {
-            if ack(delivery).await {
-                kind.succeeded.inc();
-            }
-        }
-        Outcome::Failed { reason, after } => {
-            if record.attempt() < shared.config.max_attempts() {
-                retry(shared, session, delivery, record, kind, &reason, after).await;
-            } else {
-                warn!(attempts = record.attempt(), %reason, "last attempt failed, dead-lettering");
-                let reason = format!("gave up after {} attempts: {reason}", record.attempt());
-                dead_letter(
-                    shared,
-                    session,
-                    delivery,
-                    record,
-                    kind,
-                    DeadLetterCause::Exhausted,
-                    &reason,
-                )
-                .await;
-            }
-        }
-        Outcome::Rejected { reason } => {
-            warn!(%reason, "handler rejected the input, dead-lettering");
-            dead_letter(
-                shared,
-                session,
-                delivery,
-                record,
-                kind,
-                DeadLetterCause::Rejected,
-                &reason,
-            )
-            .await;
-        }
-        Outcome::Deferred { reason, after } => {
-            let delay = whole_seconds(after).min(shared.config.max_retry_delay);
-            let properties = record.deferred(&delivery.properties);
-            if delay_publish(shared, session, delivery, delay, properties).await {
-                debug!(%reason, delay = %humantime::format_duration(delay), "deferred");
-                if ack(delivery).await {
-                    kind.deferred.inc();
+/// The fate of one delivery: everything needed to ack, park, dead-letter or
+/// requeue it, on the session it came from.
+struct Settlement<'a, F> {
+    shared: &'a Shared<F>,
+    session: &'a Session,
+    delivery: &'a Delivery,
+    record: &'a FailureRecord,
+    kind: &'a KindMetrics,
+}
+
+impl<F: Function> Settlement<'_, F> {
+    /// Acks, retries, dead-letters or requeues according to the outcome.
+    async fn settle(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Done => {
+                if self.ack().await {
+                    self.kind.succeeded.inc();
                 }
             }
+            Outcome::Failed { reason, after } => {
+                if self.record.attempt() < self.shared.config.max_attempts() {
+                    self.retry(&reason, after).await;
+                } else {
+                    warn!(attempts = self.record.attempt(), %reason, "last attempt failed, dead-lettering");
+                    let reason =
+                        format!("gave up after {} attempts: {reason}", self.record.attempt());
+                    self.dead_letter(DeadLetterCause::Exhausted, &reason).await;
+                }
+            }
+            Outcome::Rejected { reason } => {
+                warn!(%reason, "handler rejected the input, dead-lettering");
+                self.dead_letter(DeadLetterCause::Rejected, &reason).await;
+            }
+            Outcome::Deferred { reason, after } => {
+                let delay = whole_seconds(after).min(self.shared.config.max_retry_delay);
+                let properties = self.record.deferred(&self.delivery.properties);
+                if self.park(delay, properties).await {
+                    debug!(%reason, delay = %humantime::format_duration(delay), "deferred");
+                    if self.ack().await {
+                        self.kind.deferred.inc();
+                    }
+                }
+            }
+            Outcome::Abandoned => {
+                warn!(
+                    "shutdown grace expired before the handler finished, returning the input to the queue"
+                );
+                self.requeue().await;
+            }
         }
-        Outcome::Abandoned => {
-            warn!(
-                "shutdown grace expired before the handler finished, returning the input to the queue"
-            );
-            requeue(delivery).await;
+    }
+
+    /// Acks; false when the channel is gone (the broker will redeliver).
+    async fn ack(&self) -> bool {
+        match self.delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => true,
+            Err(error) => {
+                warn!(%error, "ack failed: the channel is gone and the broker will redeliver");
+                false
+            }
+        }
+    }
+
+    async fn requeue(&self) {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(error) = self.delivery.acker.nack(options).await {
+            debug!(%error, "requeue failed: the channel is gone and the broker requeues anyway");
+        }
+    }
+
+    async fn retry(&self, reason: &str, requested: Option<Duration>) {
+        let delay = retry_delay(&self.shared.config, self.record.failed_attempts, requested);
+        let properties = self
+            .record
+            .after_failure(&self.delivery.properties, reason, Utc::now());
+        if self.park(delay, properties).await {
+            warn!(attempt = self.record.attempt(), %reason, delay = %humantime::format_duration(delay), "attempt failed, will retry");
+            if self.ack().await {
+                self.kind.retried.inc();
+            }
+        }
+    }
+
+    /// Parks a copy of the input in the retry queue for `delay`; false (and
+    /// the input requeued) when that is impossible, so nothing is lost.
+    async fn park(&self, delay: Duration, properties: BasicProperties) -> bool {
+        let queue = match self.ensure_retry_queue(delay).await {
+            Ok(queue) => queue,
+            Err(error) => {
+                warn!(%error, "cannot declare the retry queue; returning the input to the queue");
+                self.requeue().await;
+                return false;
+            }
+        };
+        match self
+            .session
+            .publisher
+            .publish("", &queue, &self.delivery.data, properties)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, "cannot park the input for later; returning it to the queue");
+                self.requeue().await;
+                false
+            }
+        }
+    }
+
+    async fn ensure_retry_queue(&self, delay: Duration) -> Result<String, TopologyError> {
+        let queues = &self.shared.queues;
+        let known = self
+            .session
+            .retry_queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&delay);
+        if known {
+            return Ok(queues.retry(delay));
+        }
+        let name = topology::declare_retry_queue(
+            self.session.publisher.channel(),
+            queues,
+            self.shared.config.queue_type,
+            delay,
+        )
+        .await?;
+        self.session
+            .retry_queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(delay);
+        Ok(name)
+    }
+
+    async fn dead_letter(&self, cause: DeadLetterCause, reason: &str) {
+        let properties = self.record.dead_letter(
+            &self.delivery.properties,
+            &self.shared.name,
+            cause,
+            reason,
+            Utc::now(),
+        );
+        let published = self
+            .session
+            .publisher
+            .publish(
+                "",
+                &self.shared.queues.dead_letter(),
+                &self.delivery.data,
+                properties,
+            )
+            .await;
+        match published {
+            Ok(()) => {
+                if self.ack().await {
+                    self.kind.dead_lettered(cause);
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot dead-letter; returning the input to the queue");
+                self.requeue().await;
+            }
         }
     }
 }
@@ -264,27 +388,6 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         text.clone()
     } else {
         "non-string panic payload".to_owned()
-    }
-}
-
-/// Acks; false when the channel is gone (the broker will redeliver).
-async fn ack(delivery: &Delivery) -> bool {
-    match delivery.acker.ack(BasicAckOptions::default()).await {
-        Ok(_) => true,
-        Err(error) => {
-            warn!(%error, "ack failed: the channel is gone and the broker will redeliver");
-            false
-        }
-    }
-}
-
-async fn requeue(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    if let Err(error) = delivery.acker.nack(options).await {
-        debug!(%error, "requeue failed: the channel is gone and the broker requeues anyway");
     }
 }
 
@@ -305,122 +408,9 @@ pub(crate) fn retry_delay(
         .unwrap_or(Duration::from_secs(1));
     match requested {
         Some(requested) if requested > step => {
-            let whole =
-                Duration::from_secs(requested.as_secs() + u64::from(requested.subsec_nanos() > 0));
-            whole.min(config.max_retry_delay.max(step))
+            whole_seconds(requested).min(config.max_retry_delay.max(step))
         }
         _ => step,
-    }
-}
-
-async fn retry<F: Function>(
-    shared: &Shared<F>,
-    session: &Session,
-    delivery: &Delivery,
-    record: &FailureRecord,
-    kind: &KindMetrics,
-    reason: &str,
-    requested: Option<Duration>,
-) {
-    let delay = retry_delay(&shared.config, record.failed_attempts, requested);
-    let properties = record.after_failure(&delivery.properties, reason, Utc::now());
-    if delay_publish(shared, session, delivery, delay, properties).await {
-        warn!(attempt = record.attempt(), %reason, delay = %humantime::format_duration(delay), "attempt failed, will retry");
-        if ack(delivery).await {
-            kind.retried.inc();
-        }
-    }
-}
-
-/// Parks a copy of the input in the retry queue for `delay`; false (and the
-/// input requeued) when that is impossible, so nothing is lost.
-async fn delay_publish<F: Function>(
-    shared: &Shared<F>,
-    session: &Session,
-    delivery: &Delivery,
-    delay: Duration,
-    properties: lapin::BasicProperties,
-) -> bool {
-    let queue = match ensure_retry_queue(shared, session, delay).await {
-        Ok(queue) => queue,
-        Err(error) => {
-            warn!(%error, "cannot declare the retry queue; returning the input to the queue");
-            requeue(delivery).await;
-            return false;
-        }
-    };
-    match session
-        .publisher
-        .publish("", &queue, &delivery.data, properties)
-        .await
-    {
-        Ok(()) => true,
-        Err(error) => {
-            warn!(%error, "cannot park the input for later; returning it to the queue");
-            requeue(delivery).await;
-            false
-        }
-    }
-}
-
-async fn ensure_retry_queue<F: Function>(
-    shared: &Shared<F>,
-    session: &Session,
-    delay: Duration,
-) -> Result<String, topology::TopologyError> {
-    let known = session
-        .retry_queues
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .contains(&delay);
-    if known {
-        return Ok(shared.queues.retry(delay));
-    }
-    let name = topology::declare_retry_queue(
-        session.publisher.channel(),
-        &shared.queues,
-        shared.config.queue_type,
-        delay,
-    )
-    .await?;
-    session
-        .retry_queues
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(delay);
-    Ok(name)
-}
-
-async fn dead_letter<F: Function>(
-    shared: &Shared<F>,
-    session: &Session,
-    delivery: &Delivery,
-    record: &FailureRecord,
-    kind: &KindMetrics,
-    cause: DeadLetterCause,
-    reason: &str,
-) {
-    let properties = record.dead_letter(
-        &delivery.properties,
-        &shared.name,
-        cause,
-        reason,
-        Utc::now(),
-    );
-    let result: Result<(), PublishError> = session
-        .publisher
-        .publish("", &shared.queues.dead_letter(), &delivery.data, properties)
-        .await;
-    match result {
-        Ok(()) => {
-            if ack(delivery).await {
-                kind.dead_lettered(cause);
-            }
-        }
-        Err(error) => {
-            warn!(%error, "cannot dead-letter; returning the input to the queue");
-            requeue(delivery).await;
-        }
     }
 }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use safecity_runtime::event::CLOUDEVENTS_JSON;
-use safecity_runtime::failure::header;
-use safecity_runtime::headers::{get_i64, get_str};
-use safecity_runtime::topology::{EVENTS_EXCHANGE, FunctionQueues};
+use safecity_runtime::events::dead_letter::header;
+use safecity_runtime::events::event::CLOUDEVENTS_JSON;
+use safecity_runtime::events::headers::{get_i64, get_str};
+use safecity_runtime::events::topology::{EVENTS_EXCHANGE, FunctionQueues};
 use safecity_runtime::{CloudEvent, RunningFunction};
 use serde_json::{Value, json};
 use support::{Journal, Probe, TestVhost, eventually, http_get, metric};
@@ -62,7 +62,7 @@ async fn every_event_is_handled_once_and_acked() {
     let queue = FunctionQueues::new("probe").expect("name").work();
     eventually(WAIT, "metrics count 25 successes", || {
         metric(
-            &running.metrics().encode(),
+            &running.metrics_text(),
             "safecity_events_succeeded_total",
             "event_type=\"fire\"",
         ) == Some(25.0)
@@ -136,7 +136,7 @@ async fn failures_are_retried_with_backoff_without_blocking_others() {
         "a delayed retry held back the queue"
     );
 
-    let text = running.metrics().encode();
+    let text = running.metrics_text();
     assert_eq!(
         metric(&text, "safecity_events_retried_total", "fire"),
         Some(2.0)
@@ -178,7 +178,7 @@ async fn deferred_inputs_come_back_later_without_spending_attempts() {
         // 300 ms rounds up to the 1 s minimum of a deferral.
         assert!(pair[1].at - pair[0].at >= Duration::from_secs(1));
     }
-    let text = running.metrics().encode();
+    let text = running.metrics_text();
     assert_eq!(
         metric(&text, "safecity_events_deferred_total", "fire"),
         Some(4.0)
@@ -253,7 +253,7 @@ async fn rejected_and_exhausted_inputs_go_to_the_dead_letter_queue_with_reasons(
     // confirmed (when the test can already read it): poll for the exact counts.
     let dead_lettered = |reason: &str| {
         metric(
-            &running.metrics().encode(),
+            &running.metrics_text(),
             "safecity_events_dead_lettered_total",
             &format!("event_type=\"fire\",reason=\"{reason}\""),
         )
@@ -344,7 +344,7 @@ async fn poison_input_is_dead_lettered_at_once_and_the_process_lives_on() {
     })
     .await;
     assert_eq!(journal.with(|j| j.calls.len()), 1);
-    let text = running.metrics().encode();
+    let text = running.metrics_text();
     assert_eq!(
         metric(
             &text,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use safecity_runtime::topology::FunctionQueues;
+use safecity_runtime::events::topology::FunctionQueues;
 use safecity_runtime::{CloudEvent, EventType, RunError, RunningFunction, SafetyEvent};
 use serde_json::json;
 use support::{Journal, Probe, TestVhost, eventually, http_get, metric};
@@ -151,7 +151,7 @@ async fn a_connection_closed_by_the_broker_is_reestablished_and_nothing_is_lost(
     assert_eq!(client.ready_count_within(&queue, 0, SETTLE).await, 0);
     assert!(running.is_ready(), "consuming again");
     let reconnects = metric(
-        &running.metrics().encode(),
+        &running.metrics_text(),
         "safecity_broker_reconnects_total",
         "probe",
     )
@@ -351,16 +351,16 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
     let mut event = SafetyEvent {
         event_type: EventType::Fire,
         incident_id: "inc-1".into(),
-        camera: safecity_runtime::Camera {
+        camera: safecity_runtime::events::Camera {
             id: "cam-1".into(),
             region: "busan".into(),
             latitude: 35.1,
             longitude: 129.0,
         },
-        detections: vec![safecity_runtime::Detection {
+        detections: vec![safecity_runtime::events::Detection {
             class: "fire".into(),
             confidence: 0.9,
-            bounding_box: safecity_runtime::BoundingBox {
+            bounding_box: safecity_runtime::events::BoundingBox {
                 x: 0.0,
                 y: 0.0,
                 width: 10.0,
@@ -368,7 +368,7 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
             },
         }],
         captured_at: chrono::Utc::now(),
-        frame_size: safecity_runtime::FrameSize {
+        frame_size: safecity_runtime::events::FrameSize {
             width: 640,
             height: 360,
         },
@@ -397,9 +397,9 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
         .await
         .expect("the event without detections is dead-lettered");
     assert_eq!(
-        safecity_runtime::headers::get_str(
+        safecity_runtime::events::headers::get_str(
             message.delivery.properties.headers().as_ref(),
-            safecity_runtime::failure::header::DEAD_LETTER_REASON
+            safecity_runtime::events::dead_letter::header::DEAD_LETTER_REASON
         ),
         Some("event has no detections")
     );

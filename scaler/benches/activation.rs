@@ -40,8 +40,8 @@ use lapin::options::{
     BasicPublishOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use safecity_runtime::EventType;
-use safecity_runtime::topology::EVENTS_EXCHANGE;
+use safecity_events::EventType;
+use safecity_events::topology::EVENTS_EXCHANGE;
 use safecity_scaler::pb::GetMetricsRequest;
 use safecity_scaler::pb::external_scaler_client::ExternalScalerClient;
 use support::{ScalerVhost, TestVhost, scaled_object};
@@ -74,6 +74,69 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|kib| kib.parse().ok())
         .expect("rss line")
+}
+
+/// CPU seconds (user + system) a process used so far (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which may hold spaces): utime, stime are 12 and 13.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks / 100.0
+}
+
+/// The broker's Erlang VM, for its CPU time.
+fn broker_pid() -> Option<u32> {
+    let output = Command::new("pgrep")
+        .args(["-f", "beam.smp"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A counter of the scaler's `/metrics` page.
+fn counter(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What watching the registered queues costs while nothing happens.
+struct IdleCost {
+    seconds: f64,
+    scaler_cores: f64,
+    broker_cores: Option<f64>,
+    rounds_per_second: f64,
+    declares_per_second: f64,
+}
+
+async fn measure_idle(pid: u32, metrics_port: u16, seconds: u64) -> IdleCost {
+    let broker = broker_pid();
+    let before_page = metrics_page(metrics_port).await;
+    let (scaler_before, broker_before) = (cpu_seconds(pid), broker.map(cpu_seconds));
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let after_page = metrics_page(metrics_port).await;
+    let delta = |name: &str| counter(&after_page, name) - counter(&before_page, name);
+    IdleCost {
+        seconds: wall,
+        scaler_cores: (cpu_seconds(pid) - scaler_before) / wall,
+        broker_cores: broker
+            .zip(broker_before)
+            .map(|(p, b)| (cpu_seconds(p) - b) / wall),
+        rounds_per_second: delta("safecity_scaler_depth_rounds_total") / wall,
+        declares_per_second: delta("safecity_scaler_depth_declares_total") / wall,
+    }
 }
 
 struct KillOnDrop(Child);
@@ -288,7 +351,7 @@ async fn activations_from_zero(
     rounds: usize,
     metrics_port: u16,
 ) -> (Vec<Duration>, usize) {
-    let body = safecity_runtime::CloudEvent::new(
+    let body = safecity_events::CloudEvent::new(
         "/cameras/bench",
         EventType::Fire,
         serde_json::json!({"camera": "bench"}),
@@ -303,6 +366,7 @@ async fn activations_from_zero(
     let mut missed = 0;
     for round in 0..rounds {
         // The function is idle again (the scaler says so) before the next event.
+        let idle_by = Instant::now() + Duration::from_secs(30);
         while client
             .is_active(object.clone())
             .await
@@ -310,6 +374,10 @@ async fn activations_from_zero(
             .into_inner()
             .result
         {
+            assert!(
+                Instant::now() < idle_by,
+                "activation round {round}: the scaler still says active after 30 s (queue `{queue}` not empty?)"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(safecity_scaler::server::MIN_PUSH_GAP).await;
@@ -319,7 +387,7 @@ async fn activations_from_zero(
             .map(|m| m.ok().flatten())
         {}
         let started = Instant::now();
-        publisher
+        let confirm = publisher
             .basic_publish(
                 EVENTS_EXCHANGE.into(),
                 "fire".into(),
@@ -329,7 +397,15 @@ async fn activations_from_zero(
             )
             .await
             .expect("publish");
-        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+        let pushed = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+        // The push comes from the tap, possibly before the quorum queue stored
+        // the event: purge only once the broker confirmed it (stored), so the
+        // purge below always finds it.
+        tokio::time::timeout(Duration::from_secs(10), confirm)
+            .await
+            .unwrap_or_else(|_| panic!("activation round {round}: no publisher confirm in 10 s"))
+            .expect("confirm");
+        match pushed {
             Ok(pushed) => {
                 assert!(pushed.expect("stream healthy").expect("stream open").result);
                 latencies.push(started.elapsed());
@@ -363,6 +439,10 @@ async fn main() {
     let amqp = vhost.amqp().await;
     let queue = amqp.declare_function("bench-fire", EventType::Fire).await;
     let publisher = amqp.connection.create_channel().await.expect("channel");
+    publisher
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
     let measured = scaled_object("bench-fire", &[("eventType", "fire")]);
 
     // Phase 1: activation from zero.
@@ -441,6 +521,14 @@ async fn main() {
         })
         .await;
     let registration_time = registered.elapsed();
+    // Let the first-sample wave settle, then measure what idle watching costs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = measure_idle(
+        pid,
+        phase2.metrics_port,
+        env_count("BENCH_IDLE_SECONDS", 10) as u64,
+    )
+    .await;
     let requests: Vec<GetMetricsRequest> = others
         .iter()
         .map(|o| GetMetricsRequest {
@@ -564,6 +652,16 @@ async fn main() {
     println!(
         "| registering {scaled_objects} ScaledObjects (KEDA's first poll + stream, 64 at a time) | {:.1} s | |",
         registration_time.as_secs_f64()
+    );
+    println!(
+        "| idle watching of {scaled_objects} queues ({:.0} s, default 500 ms interval): depth rounds/s achieved; passive declares/s | {:.2} (configured 2.00); {:.0} | >= 1.9 |",
+        idle.seconds, idle.rounds_per_second, idle.declares_per_second
+    );
+    println!(
+        "| ... CPU while idle: scaler; broker (beam.smp) | {:.3} cores; {} | |",
+        idle.scaler_cores,
+        idle.broker_cores
+            .map_or_else(|| "n/a".to_owned(), |c| format!("{c:.3} cores")),
     );
     println!(
         "| broker connections of the scaler (rabbitmqctl) / opened since start (metric) | {connections} / {opened} | 1 |"

@@ -6,29 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Errors reading the configuration; each names the variable at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable holds a value that does not parse.
-    #[error("{variable}: {reason}")]
-    Invalid {
-        /// The environment variable.
-        variable: &'static str,
-        /// Why its value was refused (never the value itself: it may be a secret).
-        reason: String,
-    },
-    /// A `*_FILE` variable names a file that cannot be read.
-    #[error("{variable}: cannot read `{path}`: {source}")]
-    File {
-        /// The environment variable.
-        variable: &'static str,
-        /// The file it names.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
+use safecity_shell::env::{Env, EnvError, UrlParts, percent_decode, process_env, redact_url};
 
 /// Server TLS settings (PEM files).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +63,8 @@ pub struct ScalerConfig {
     pub watch_idle_timeout: Duration,
     /// Optional server TLS.
     pub tls: Option<TlsFiles>,
+    /// Log line format (`SAFECITY_LOG_FORMAT`, default `json`).
+    pub log_format: safecity_shell::LogFormat,
 }
 
 impl std::fmt::Debug for ScalerConfig {
@@ -104,218 +84,103 @@ impl std::fmt::Debug for ScalerConfig {
             .field("reconnect_max_delay", &self.reconnect_max_delay)
             .field("watch_idle_timeout", &self.watch_idle_timeout)
             .field("tls", &self.tls)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
-pub fn redact_url(url: &str) -> String {
-    match split_url(url) {
-        Some(parts) if parts.password.is_some() => {
-            format!("{}://{}:***@{}", parts.scheme, parts.user, parts.rest)
-        }
-        _ => url.to_owned(),
-    }
-}
-
-pub(crate) struct UrlParts<'a> {
-    pub(crate) scheme: &'a str,
-    pub(crate) user: &'a str,
-    pub(crate) password: Option<&'a str>,
-    /// `host[:port][/path]`
-    pub(crate) rest: &'a str,
-}
-
-pub(crate) fn split_url(url: &str) -> Option<UrlParts<'_>> {
-    let (scheme, after) = url.split_once("://")?;
-    let authority_end = after.find('/').unwrap_or(after.len());
-    let (user, password, rest) = match after[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &after[..at];
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            (user, password, &after[at + 1..])
-        }
-        None => ("", None, after),
-    };
-    Some(UrlParts {
-        scheme,
-        user,
-        password,
-        rest,
-    })
-}
-
 impl ScalerConfig {
     /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_lookup(process_env)
     }
 
     /// Reads the configuration through `lookup` (tests pass a map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let amqp_url = secret(&lookup, "SAFECITY_AMQP_URL", "SAFECITY_AMQP_URL_FILE")?
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let env = Env::new(&lookup);
+        let amqp_url = env
+            .secret("SAFECITY_AMQP_URL", "SAFECITY_AMQP_URL_FILE")?
             .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-        let parts = split_url(&amqp_url).ok_or_else(|| ConfigError::Invalid {
-            variable: "SAFECITY_AMQP_URL",
-            reason: "not a URL of the form amqp://user:password@host:port/vhost".into(),
+        let invalid_url = |reason: &str| EnvError::new("SAFECITY_AMQP_URL", reason);
+        let parts = UrlParts::parse(&amqp_url).ok_or_else(|| {
+            invalid_url("not a URL of the form amqp://user:password@host:port/vhost")
         })?;
         if parts.scheme != "amqp" && parts.scheme != "amqps" {
-            return Err(ConfigError::Invalid {
-                variable: "SAFECITY_AMQP_URL",
-                reason: format!("scheme `{}` is not amqp or amqps", parts.scheme),
-            });
+            return Err(invalid_url(&format!(
+                "scheme `{}` is not amqp or amqps",
+                parts.scheme
+            )));
         }
-        let (host_port, path) = match parts.rest.split_once('/') {
-            Some((h, p)) => (h, p),
-            None => (parts.rest, ""),
-        };
+        let (host_port, path) = parts.rest.split_once('/').unwrap_or((parts.rest, ""));
         let vhost = match path.split('?').next().unwrap_or("") {
             "" => "/".to_owned(),
-            encoded => percent_decode(encoded).ok_or_else(|| ConfigError::Invalid {
-                variable: "SAFECITY_AMQP_URL",
-                reason: "the vhost is not valid percent-encoding".into(),
-            })?,
+            encoded => percent_decode(encoded)
+                .ok_or_else(|| invalid_url("the vhost is not valid percent-encoding"))?,
         };
         let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
-        let management_url = match secret(
-            &lookup,
-            "SAFECITY_MANAGEMENT_URL",
-            "SAFECITY_MANAGEMENT_URL_FILE",
-        )? {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => match parts.password {
-                Some(password) => format!("http://{}:{password}@{host}:15672", parts.user),
-                None => format!("http://guest:guest@{host}:15672"),
-            },
-        };
+        let management_url =
+            match env.secret("SAFECITY_MANAGEMENT_URL", "SAFECITY_MANAGEMENT_URL_FILE")? {
+                Some(url) => url.trim_end_matches('/').to_owned(),
+                None => match parts.password {
+                    Some(password) => format!("http://{}:{password}@{host}:15672", parts.user),
+                    None => format!("http://guest:guest@{host}:15672"),
+                },
+            };
         if !management_url.starts_with("http://") {
-            return Err(ConfigError::Invalid {
-                variable: "SAFECITY_MANAGEMENT_URL",
-                reason: "only http:// management URLs are supported (run the scaler next to the broker or behind a mesh)".into(),
-            });
+            return Err(EnvError::new(
+                "SAFECITY_MANAGEMENT_URL",
+                "only http:// management URLs are supported (run the scaler next to the broker or behind a mesh)",
+            ));
         }
-
-        let tls = match (
-            lookup("SAFECITY_SCALER_TLS_CERT_FILE"),
-            lookup("SAFECITY_SCALER_TLS_KEY_FILE"),
-        ) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-                client_ca: lookup("SAFECITY_SCALER_TLS_CLIENT_CA_FILE").map(PathBuf::from),
-            }),
-            (None, None) => {
-                if lookup("SAFECITY_SCALER_TLS_CLIENT_CA_FILE").is_some() {
-                    return Err(ConfigError::Invalid {
-                        variable: "SAFECITY_SCALER_TLS_CLIENT_CA_FILE",
-                        reason: "client verification needs server TLS: set SAFECITY_SCALER_TLS_CERT_FILE and SAFECITY_SCALER_TLS_KEY_FILE".into(),
-                    });
-                }
-                None
-            }
-            (Some(_), None) => {
-                return Err(ConfigError::Invalid {
-                    variable: "SAFECITY_SCALER_TLS_KEY_FILE",
-                    reason: "required when SAFECITY_SCALER_TLS_CERT_FILE is set".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    variable: "SAFECITY_SCALER_TLS_CERT_FILE",
-                    reason: "required when SAFECITY_SCALER_TLS_KEY_FILE is set".into(),
-                });
-            }
-        };
-
         Ok(ScalerConfig {
             amqp_url,
             management_url,
             vhost,
-            grpc_addr: addr(&lookup, "SAFECITY_SCALER_GRPC_ADDR", "0.0.0.0:6000")?,
-            metrics_addr: addr(&lookup, "SAFECITY_SCALER_METRICS_ADDR", "0.0.0.0:9090")?,
-            depth_interval: duration(&lookup, "SAFECITY_SCALER_DEPTH_INTERVAL", "500ms")?,
-            management_interval: duration(&lookup, "SAFECITY_SCALER_MANAGEMENT_INTERVAL", "2s")?,
-            stats_lag: duration(&lookup, "SAFECITY_SCALER_STATS_LAG", "6s")?,
-            active_resend: duration(&lookup, "SAFECITY_SCALER_ACTIVE_RESEND", "3s")?,
-            max_staleness: duration(&lookup, "SAFECITY_SCALER_MAX_STALENESS", "5s")?,
-            first_sample_timeout: duration(&lookup, "SAFECITY_SCALER_FIRST_SAMPLE_TIMEOUT", "2s")?,
-            reconnect_max_delay: duration(&lookup, "SAFECITY_SCALER_RECONNECT_MAX_DELAY", "5s")?,
-            watch_idle_timeout: duration(&lookup, "SAFECITY_SCALER_WATCH_IDLE_TIMEOUT", "10m")?,
-            tls,
+            grpc_addr: env.socket_addr("SAFECITY_SCALER_GRPC_ADDR", "0.0.0.0:6000")?,
+            metrics_addr: env.socket_addr("SAFECITY_SCALER_METRICS_ADDR", "0.0.0.0:9090")?,
+            depth_interval: env.positive_duration("SAFECITY_SCALER_DEPTH_INTERVAL", "500ms")?,
+            management_interval: env
+                .positive_duration("SAFECITY_SCALER_MANAGEMENT_INTERVAL", "2s")?,
+            stats_lag: env.positive_duration("SAFECITY_SCALER_STATS_LAG", "6s")?,
+            active_resend: env.positive_duration("SAFECITY_SCALER_ACTIVE_RESEND", "3s")?,
+            max_staleness: env.positive_duration("SAFECITY_SCALER_MAX_STALENESS", "5s")?,
+            first_sample_timeout: env
+                .positive_duration("SAFECITY_SCALER_FIRST_SAMPLE_TIMEOUT", "2s")?,
+            reconnect_max_delay: env
+                .positive_duration("SAFECITY_SCALER_RECONNECT_MAX_DELAY", "5s")?,
+            watch_idle_timeout: env
+                .positive_duration("SAFECITY_SCALER_WATCH_IDLE_TIMEOUT", "10m")?,
+            tls: tls_files(&env)?,
+            log_format: env.from_str("SAFECITY_LOG_FORMAT", "json")?,
         })
     }
 }
 
-/// Reads a secret from `variable`, or from the file named by `file_variable`.
-fn secret(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    file_variable: &'static str,
-) -> Result<Option<String>, ConfigError> {
-    if let Some(value) = lookup(variable) {
-        return Ok(Some(value.trim().to_owned()));
+fn tls_files(env: &Env<'_>) -> Result<Option<TlsFiles>, EnvError> {
+    let client_ca = env.optional("SAFECITY_SCALER_TLS_CLIENT_CA_FILE");
+    match (
+        env.optional("SAFECITY_SCALER_TLS_CERT_FILE"),
+        env.optional("SAFECITY_SCALER_TLS_KEY_FILE"),
+    ) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: client_ca.map(PathBuf::from),
+        })),
+        (None, None) if client_ca.is_some() => Err(EnvError::new(
+            "SAFECITY_SCALER_TLS_CLIENT_CA_FILE",
+            "client verification needs server TLS: set SAFECITY_SCALER_TLS_CERT_FILE and SAFECITY_SCALER_TLS_KEY_FILE",
+        )),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(EnvError::new(
+            "SAFECITY_SCALER_TLS_KEY_FILE",
+            "required when SAFECITY_SCALER_TLS_CERT_FILE is set",
+        )),
+        (None, Some(_)) => Err(EnvError::new(
+            "SAFECITY_SCALER_TLS_CERT_FILE",
+            "required when SAFECITY_SCALER_TLS_KEY_FILE is set",
+        )),
     }
-    match lookup(file_variable) {
-        Some(path) => std::fs::read_to_string(&path)
-            .map(|text| Some(text.trim().to_owned()))
-            .map_err(|source| ConfigError::File {
-                variable: file_variable,
-                path: path.into(),
-                source,
-            }),
-        None => Ok(None),
-    }
-}
-
-fn addr(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
-    let text = lookup(variable).unwrap_or_else(|| default.to_owned());
-    text.parse().map_err(|error| ConfigError::Invalid {
-        variable,
-        reason: format!("`{text}` is not a socket address like 0.0.0.0:6000: {error}"),
-    })
-}
-
-fn duration(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let text = lookup(variable).unwrap_or_else(|| default.to_owned());
-    let value = humantime::parse_duration(&text).map_err(|error| ConfigError::Invalid {
-        variable,
-        reason: format!("`{text}` is not a duration like 500ms or 5s: {error}"),
-    })?;
-    if value.is_zero() {
-        return Err(ConfigError::Invalid {
-            variable,
-            reason: "must be greater than zero".into(),
-        });
-    }
-    Ok(value)
-}
-
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -323,7 +188,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn parse(vars: &[(&str, &str)]) -> Result<ScalerConfig, ConfigError> {
+    fn parse(vars: &[(&str, &str)]) -> Result<ScalerConfig, EnvError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

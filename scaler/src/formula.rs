@@ -1,8 +1,9 @@
 //! The numbers KEDA gets: activity and the metric value.
 //!
 //! - pending = ready + in-flight
-//! - active ⇔ pending + events tapped since the sample > `activationPending`
-//! - metric (default) = pending, target = `targetPendingPerReplica`
+//! - pending now = pending at the sample + events tapped since the sample
+//! - active ⇔ pending now > `activationPending`
+//! - metric (default) = pending now, target = `targetPendingPerReplica`
 //! - metric (with `targetDrainSeconds`) = pending × mean handling seconds,
 //!   target = `targetDrainSeconds`; the HPA then asks for
 //!   ceil(backlog seconds / targetDrainSeconds) replicas. Before any handling
@@ -23,9 +24,10 @@ pub fn is_active(spec: &TriggerSpec, work: &PendingWork, tap_count: u64) -> bool
     estimated_pending(work, tap_count) as f64 > spec.activation_pending
 }
 
-/// The metric value for `spec`: pending messages, or seconds of backlog.
-pub fn metric_value(spec: &TriggerSpec, work: &PendingWork) -> f64 {
-    let pending = work.total() as f64;
+/// The metric value for `spec`: pending messages (with events tapped since
+/// the sample), or seconds of backlog.
+pub fn metric_value(spec: &TriggerSpec, work: &PendingWork, tap_count: u64) -> f64 {
+    let pending = estimated_pending(work, tap_count) as f64;
     match spec.target_drain_seconds {
         None => pending,
         Some(target) => {
@@ -80,11 +82,16 @@ mod tests {
     #[test]
     fn drain_time_metric() {
         let plain = spec(&[("eventType", "fire")]);
-        assert_eq!(metric_value(&plain, &work(4, 2, Some(9.0))), 6.0);
+        assert_eq!(metric_value(&plain, &work(4, 2, Some(9.0)), 7), 6.0);
+        assert_eq!(
+            metric_value(&plain, &work(4, 2, Some(9.0)), 9),
+            8.0,
+            "events tapped after the sample count"
+        );
         let drain = spec(&[("eventType", "fire"), ("targetDrainSeconds", "30")]);
         // 6 pending x 2.5 s = 15 s of backlog: ceil(15 / 30) = 1 replica.
-        assert_eq!(metric_value(&drain, &work(4, 2, Some(2.5))), 15.0);
+        assert_eq!(metric_value(&drain, &work(4, 2, Some(2.5)), 7), 15.0);
         // No observation yet: 30 s / 10 per replica = 3 s each.
-        assert_eq!(metric_value(&drain, &work(4, 2, None)), 18.0);
+        assert_eq!(metric_value(&drain, &work(4, 2, None), 7), 18.0);
     }
 }

@@ -18,7 +18,6 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod formula;
-pub mod http;
 pub mod metadata;
 pub mod metrics;
 pub mod registry;
@@ -34,6 +33,6 @@ pub mod pb {
     tonic::include_proto!("externalscaler");
 }
 
-pub use config::{ConfigError, ScalerConfig};
+pub use config::ScalerConfig;
 pub use error::ScalerError;
 pub use server::{RunningScaler, StartError, start};

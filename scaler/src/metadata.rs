@@ -8,15 +8,19 @@
 //! | `targetDrainSeconds` | switch to drain-time scaling: seconds of backlog per replica | – |
 //! | `activationPending` | pending work above which the function is active | `0` |
 //!
-//! KEDA's own keys (`scalerAddress`, `enableTLS`, `unsafeSsl`, `caCert`,
-//! `tlsClientCert`, `tlsClientKey`, `tlsCertFile`) are accepted and ignored; any
-//! other key is refused, so a typo never silently falls back to a default.
+//! Each key may also be given as `<key>FromEnv` naming an environment
+//! variable of the scale target: KEDA resolves it and forwards the value
+//! under the suffixed key, and the scaler reads it like the plain key (both
+//! at once is refused). KEDA's own keys (`scalerAddress`, `enableTLS`,
+//! `unsafeSsl`, `caCert`, `tlsClientCert`, `tlsClientKey`, `tlsCertFile`) are
+//! accepted and ignored; any other key is refused, so a typo never silently
+//! falls back to a default.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use safecity_runtime::EventType;
-use safecity_runtime::topology::FunctionQueues;
+use safecity_events::EventType;
+use safecity_events::topology::FunctionQueues;
 
 /// Default of `targetPendingPerReplica`.
 pub const DEFAULT_TARGET_PENDING_PER_REPLICA: f64 = 10.0;
@@ -96,70 +100,18 @@ impl TriggerSpec {
         scaled_object: &str,
         metadata: &HashMap<String, String>,
     ) -> Result<Self, MetadataError> {
-        const OURS: &[&str] = &[
-            "eventType",
-            "queue",
-            "targetPendingPerReplica",
-            "targetDrainSeconds",
-            "activationPending",
-        ];
-        for key in metadata.keys() {
-            let base = key.strip_suffix("FromEnv").unwrap_or(key);
-            if !OURS.contains(&base) && !KEDA_KEYS.contains(&key.as_str()) {
-                return Err(MetadataError::new(
-                    key,
-                    format!("unknown key; known keys are {}", OURS.join(", ")),
-                ));
-            }
-        }
-        let get = |key: &str| metadata.get(key).map(|v| v.trim());
-
-        let source = match get("eventType") {
-            None | Some("") => None,
-            Some("frames") => Some(WorkSource::Frames),
-            Some(text) => Some(WorkSource::Event(EventType::from_str(text).map_err(
-                |_| {
-                    MetadataError::new(
-                        "eventType",
-                        format!(
-                            "unknown event type `{text}`; use accident, fire, gun, knife or frames"
-                        ),
-                    )
-                },
-            )?)),
-        };
-        let queue = match get("queue") {
-            Some(queue) if !queue.is_empty() => {
-                if queue.len() > 255 {
-                    return Err(MetadataError::new("queue", "longer than 255 bytes"));
-                }
-                queue.to_owned()
-            }
-            _ => {
-                if source.is_none() {
-                    return Err(MetadataError::new(
-                        "eventType",
-                        "set eventType (accident | fire | gun | knife | frames) or queue",
-                    ));
-                }
-                FunctionQueues::new(scaled_object)
-                    .map_err(|_| {
-                        MetadataError::new(
-                            "queue",
-                            format!("the ScaledObject name `{scaled_object}` is not a function name, so its queue cannot be derived: set queue"),
-                        )
-                    })?
-                    .work()
-            }
-        };
-        let target_pending_per_replica = match get("targetPendingPerReplica") {
+        let keys = OurKeys::resolve(metadata)?;
+        let source = keys.work_source()?;
+        let queue = keys.queue(scaled_object, source)?;
+        let target_pending_per_replica = match keys.get("targetPendingPerReplica") {
             Some(text) => positive("targetPendingPerReplica", text)?,
             None => DEFAULT_TARGET_PENDING_PER_REPLICA,
         };
-        let target_drain_seconds = get("targetDrainSeconds")
+        let target_drain_seconds = keys
+            .get("targetDrainSeconds")
             .map(|text| positive("targetDrainSeconds", text))
             .transpose()?;
-        let activation_pending = match get("activationPending") {
+        let activation_pending = match keys.get("activationPending") {
             Some(text) => {
                 let value = number("activationPending", text)?;
                 if value < 0.0 {
@@ -172,20 +124,7 @@ impl TriggerSpec {
             }
             None => 0.0,
         };
-        let slug: String = queue
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let metric_name = match target_drain_seconds {
-            Some(_) => format!("drain-seconds-{slug}"),
-            None => format!("pending-{slug}"),
-        };
+        let metric_name = metric_name(&queue, target_drain_seconds.is_some());
         Ok(TriggerSpec {
             queue,
             source: source.unwrap_or(WorkSource::QueueOnly),
@@ -200,6 +139,121 @@ impl TriggerSpec {
     pub fn target(&self) -> f64 {
         self.target_drain_seconds
             .unwrap_or(self.target_pending_per_replica)
+    }
+}
+
+/// Our keys of a trigger's metadata, each given directly or as
+/// `<key>FromEnv` (KEDA resolves that one from the scale target's
+/// environment and forwards the value under the suffixed key).
+struct OurKeys<'a> {
+    values: HashMap<&'static str, &'a str>,
+}
+
+impl<'a> OurKeys<'a> {
+    const KNOWN: [&'static str; 5] = [
+        "eventType",
+        "queue",
+        "targetPendingPerReplica",
+        "targetDrainSeconds",
+        "activationPending",
+    ];
+
+    /// Checks every key (KEDA's own are skipped; a typo is refused, never
+    /// defaulted) and resolves the `FromEnv` forms.
+    fn resolve(metadata: &'a HashMap<String, String>) -> Result<Self, MetadataError> {
+        let mut values: HashMap<&'static str, &'a str> = HashMap::new();
+        for (key, value) in metadata {
+            if KEDA_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let base = key.strip_suffix("FromEnv").unwrap_or(key);
+            let Some(known) = Self::KNOWN.iter().find(|k| **k == base) else {
+                return Err(MetadataError::new(
+                    key,
+                    format!(
+                        "unknown key; known keys are {} (each also as <key>FromEnv)",
+                        Self::KNOWN.join(", ")
+                    ),
+                ));
+            };
+            if values.insert(known, value.trim()).is_some() {
+                return Err(MetadataError::new(
+                    key,
+                    format!("both `{known}` and `{known}FromEnv` are set; keep one"),
+                ));
+            }
+        }
+        Ok(OurKeys { values })
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.values.get(key).copied()
+    }
+
+    /// `eventType`: what announces new work, if given.
+    fn work_source(&self) -> Result<Option<WorkSource>, MetadataError> {
+        match self.get("eventType") {
+            None | Some("") => Ok(None),
+            Some("frames") => Ok(Some(WorkSource::Frames)),
+            Some(text) => EventType::from_str(text)
+                .map(|t| Some(WorkSource::Event(t)))
+                .map_err(|_| {
+                    MetadataError::new(
+                        "eventType",
+                        format!(
+                            "unknown event type `{text}`; use accident, fire, gun, knife or frames"
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// `queue`, or the work queue of the function the ScaledObject is named after.
+    fn queue(
+        &self,
+        scaled_object: &str,
+        source: Option<WorkSource>,
+    ) -> Result<String, MetadataError> {
+        match self.get("queue") {
+            Some(queue) if !queue.is_empty() => {
+                if queue.len() > 255 {
+                    return Err(MetadataError::new("queue", "longer than 255 bytes"));
+                }
+                Ok(queue.to_owned())
+            }
+            _ if source.is_none() => Err(MetadataError::new(
+                "eventType",
+                "set eventType (accident | fire | gun | knife | frames) or queue",
+            )),
+            _ => Ok(FunctionQueues::new(scaled_object)
+                .map_err(|_| {
+                    MetadataError::new(
+                        "queue",
+                        format!("the ScaledObject name `{scaled_object}` is not a function name, so its queue cannot be derived: set queue"),
+                    )
+                })?
+                .work()),
+        }
+    }
+}
+
+/// The metric name KEDA shows: `pending-<queue>` or `drain-seconds-<queue>`,
+/// with every character but ASCII letters and digits turned into `-`.
+fn metric_name(queue: &str, drain_time: bool) -> String {
+    let slug: String = queue
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if drain_time {
+        format!("drain-seconds-{slug}")
+    } else {
+        format!("pending-{slug}")
     }
 }
 
@@ -294,5 +348,57 @@ mod tests {
         let error =
             TriggerSpec::parse("Not A Function", &meta(&[("eventType", "gun")])).unwrap_err();
         assert_eq!(error.key, "queue");
+    }
+
+    #[test]
+    fn every_key_is_read_from_its_from_env_form() {
+        // KEDA resolves `<key>FromEnv` from the scale target's environment
+        // and forwards the value under the suffixed key.
+        let spec = TriggerSpec::parse(
+            "fn",
+            &meta(&[
+                ("eventTypeFromEnv", "fire"),
+                ("queueFromEnv", "safecity.fn.other"),
+                ("targetPendingPerReplicaFromEnv", "3"),
+                ("activationPendingFromEnv", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(spec.source, WorkSource::Event(EventType::Fire));
+        assert_eq!(spec.queue, "safecity.fn.other");
+        assert_eq!(spec.target(), 3.0);
+        assert_eq!(spec.activation_pending, 2.0);
+        let drain = TriggerSpec::parse(
+            "fn",
+            &meta(&[("eventType", "fire"), ("targetDrainSecondsFromEnv", "45")]),
+        )
+        .unwrap();
+        assert_eq!(drain.target(), 45.0);
+
+        let bad = TriggerSpec::parse(
+            "fn",
+            &meta(&[
+                ("eventType", "fire"),
+                ("targetPendingPerReplicaFromEnv", "lots"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(bad.key, "targetPendingPerReplica");
+        let both = TriggerSpec::parse(
+            "fn",
+            &meta(&[
+                ("eventType", "fire"),
+                ("targetPendingPerReplica", "3"),
+                ("targetPendingPerReplicaFromEnv", "4"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(both.reason.contains("both"), "{both}");
+        let unknown = TriggerSpec::parse(
+            "fn",
+            &meta(&[("eventType", "fire"), ("colourFromEnv", "red")]),
+        )
+        .unwrap_err();
+        assert_eq!(unknown.key, "colourFromEnv");
     }
 }

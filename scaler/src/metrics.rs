@@ -12,6 +12,7 @@
 //! | `safecity_scaler_registered_triggers` | gauge | |
 //! | `safecity_scaler_pruned_triggers_total` | counter | |
 //! | `safecity_scaler_depth_rounds_total` | counter | |
+//! | `safecity_scaler_depth_declares_total` | counter | (passive declares sent) |
 //! | `safecity_scaler_amqp_channels_opened_total` | counter | |
 //! | `safecity_scaler_broker_connections_opened_total` | counter | |
 //! | `safecity_scaler_broker_up` | gauge | |
@@ -109,6 +110,8 @@ pub struct ScalerMetrics {
     pub pruned_triggers: Counter,
     /// Completed ready-count rounds over all watched queues.
     pub depth_rounds: Counter,
+    /// Passive declares sent by the depth sampler.
+    pub depth_declares: Counter,
     /// AMQP channels opened since start (depth sampler and tap; a missing queue
     /// closes the sampler's channel, so this counts those too).
     pub amqp_channels_opened: Counter,
@@ -148,6 +151,7 @@ impl ScalerMetrics {
         let registered_triggers = Gauge::default();
         let pruned_triggers = Counter::default();
         let depth_rounds = Counter::default();
+        let depth_declares = Counter::default();
         let amqp_channels_opened = Counter::default();
         let broker_connections_opened = Counter::default();
         let broker_up = Gauge::default();
@@ -202,6 +206,11 @@ impl ScalerMetrics {
             depth_rounds.clone(),
         );
         registry.register(
+            "depth_declares",
+            "Passive queue declares the depth sampler sent",
+            depth_declares.clone(),
+        );
+        registry.register(
             "amqp_channels_opened",
             "AMQP channels opened since start",
             amqp_channels_opened.clone(),
@@ -228,6 +237,7 @@ impl ScalerMetrics {
             registered_triggers,
             pruned_triggers,
             depth_rounds,
+            depth_declares,
             amqp_channels_opened,
             broker_connections_opened,
             broker_up,

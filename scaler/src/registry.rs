@@ -94,7 +94,12 @@ pub struct Registry {
     epoch: Instant,
     hasher: RandomState,
     entries: RwLock<HashMap<u64, Vec<Arc<Registration>>>>,
+    /// Fingerprints of refused metadata already logged (bounded).
+    rejected: std::sync::Mutex<HashSet<u64>>,
 }
+
+/// Refused metadata remembered for logging once; beyond it, log again.
+const REJECTIONS_REMEMBERED: usize = 10_000;
 
 impl Registry {
     /// An empty registry whose triggers watch queues in `state`.
@@ -105,7 +110,18 @@ impl Registry {
             epoch: Instant::now(),
             hasher: RandomState::new(),
             entries: RwLock::new(HashMap::new()),
+            rejected: std::sync::Mutex::new(HashSet::new()),
         })
+    }
+
+    /// True the first time `object` (name and metadata) is refused.
+    pub fn first_rejection(&self, object: &ScaledObjectRef) -> bool {
+        let key = self.fingerprint(object);
+        let mut rejected = self.rejected.lock().expect("rejections lock");
+        if rejected.len() >= REJECTIONS_REMEMBERED {
+            rejected.clear();
+        }
+        rejected.insert(key)
     }
 
     fn now_ms(&self) -> u64 {
@@ -279,7 +295,7 @@ pub async fn run_pruner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safecity_runtime::EventType;
+    use safecity_events::EventType;
 
     fn object(name: &str, pairs: &[(&str, &str)]) -> ScaledObjectRef {
         ScaledObjectRef {

@@ -1,8 +1,11 @@
 //! Wires the scaler together: listeners, the broker session, the management
-//! poller, the gRPC server (with `grpc.health.v1`) and the metrics endpoint.
+//! poller, the gRPC server (with `grpc.health.v1`) and the ops endpoint
+//! (`/healthz`, `/readyz` = broker connected, `/metrics`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use safecity_shell::ops::{self, Ops, Readiness};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +22,7 @@ use crate::registry::{self, Registry};
 use crate::service::{ScalerService, ServiceTiming};
 use crate::state::management::{ManagementClient, ManagementError};
 use crate::state::{BrokerHealth, ScalerState};
-use crate::{broker, http, state, tls};
+use crate::{broker, state, tls};
 
 /// The gRPC service name reported by the health service.
 pub const SERVICE_NAME: &str = "externalscaler.ExternalScaler";
@@ -134,13 +137,14 @@ pub async fn start(
         config.management_interval,
         cancel.clone(),
     )));
+    let readiness = Readiness::new("broker connected", "broker unavailable");
     {
-        let (state, metrics, cancel) = (state.clone(), metrics.clone(), cancel.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = http::serve(metrics_listener, state, metrics, cancel).await {
-                tracing::error!(%error, "metrics endpoint failed");
-            }
-        }));
+        let (state, metrics) = (state.clone(), metrics.clone());
+        let ops = Ops {
+            readiness: readiness.clone(),
+            metrics: Arc::new(move || metrics.render(&state)),
+        };
+        tasks.push(ops::serve_on(metrics_listener, ops, cancel.clone()));
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -153,9 +157,12 @@ pub async fn start(
         let cancel = cancel.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let status = match *broker_health.borrow_and_update() {
-                    BrokerHealth::Up => ServingStatus::Serving,
-                    _ => ServingStatus::NotServing,
+                let up = *broker_health.borrow_and_update() == BrokerHealth::Up;
+                readiness.set(up);
+                let status = if up {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
                 };
                 health.set_service_status(SERVICE_NAME, status).await;
                 tokio::select! {

@@ -71,7 +71,12 @@ impl ScalerService {
 
     fn registration(&self, object: &ScaledObjectRef) -> Result<Arc<Registration>, ScalerError> {
         self.registry.resolve(object).map_err(|error| {
-            warn!(scaled_object = %object.name, namespace = %object.namespace, %error, "invalid trigger metadata");
+            // KEDA asks again every poll: warn once per ScaledObject and metadata.
+            if self.registry.first_rejection(object) {
+                warn!(scaled_object = %object.name, namespace = %object.namespace, %error, "invalid trigger metadata (logged once; every RPC answers InvalidArgument)");
+            } else {
+                debug!(scaled_object = %object.name, %error, "invalid trigger metadata");
+            }
             error.into()
         })
     }
@@ -87,29 +92,38 @@ impl ScalerService {
         }
     }
 
+    /// Waits for the first sample of a queue nobody asked about before, but
+    /// only while one can come: with the broker down, still unreachable after
+    /// the first-sample timeout, or the management API failing, the answer is
+    /// `Unavailable` at once (KEDA sets no deadline; a wait would hold its
+    /// ScaledObject's lock).
+    async fn first_sample(&self, queue: &WatchedQueue) -> Result<PendingWork, ScalerError> {
+        let unavailable = || {
+            self.check_broker()?;
+            if let Some(error) = self.state.management_error() {
+                return Err(ScalerError::ManagementUnavailable(error));
+            }
+            Err(ScalerError::NotSampledYet(queue.name.clone()))
+        };
+        let Some(deadline) = self
+            .state
+            .first_sample_deadline(self.timing.first_sample_timeout)
+        else {
+            return unavailable();
+        };
+        let mut rx = queue.subscribe();
+        match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(work)) => Ok((*work).expect("waited for Some")),
+            _ => unavailable(),
+        }
+    }
+
     /// The current pending work of `queue`, if fresh enough to be served.
     async fn pending(&self, queue: &WatchedQueue) -> Result<PendingWork, ScalerError> {
         self.check_broker()?;
         let work = match queue.current() {
             Some(work) => work,
-            None => {
-                let mut rx = queue.subscribe();
-                let first = tokio::time::timeout(
-                    self.timing.first_sample_timeout,
-                    rx.wait_for(Option::is_some),
-                )
-                .await;
-                match first {
-                    Ok(Ok(work)) => (*work).expect("waited for Some"),
-                    _ => {
-                        self.check_broker()?;
-                        if let Some(error) = self.state.management_error() {
-                            return Err(ScalerError::ManagementUnavailable(error));
-                        }
-                        return Err(ScalerError::NotSampledYet(queue.name.clone()));
-                    }
-                }
-            }
+            None => self.first_sample(queue).await?,
         };
         self.check_broker()?;
         let age = work.sampled_at.elapsed();
@@ -182,7 +196,7 @@ impl ScalerService {
             });
         }
         let work = self.pending(&registration.queue).await?;
-        let value = formula::metric_value(spec, &work);
+        let value = formula::metric_value(spec, &work, self.tap_count(&registration.queue));
         #[allow(deprecated)]
         let metric = MetricValue {
             metric_name: request.metric_name.clone(),

@@ -11,14 +11,14 @@ use futures_util::StreamExt as _;
 use lapin::Connection;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use safecity_runtime::EventType;
-use safecity_runtime::topology::{EVENTS_EXCHANGE, declare_exchanges};
+use safecity_events::EventType;
+use safecity_events::topology::{EVENTS_EXCHANGE, declare_exchanges};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::broker::{RequestTimedOut, bounded};
 use crate::metrics::ScalerMetrics;
 use crate::state::ScalerState;
+use safecity_shell::broker::{RequestTimedOut, bounded};
 
 /// Errors of the tap; any of them ends the broker session, which reconnects.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum TapError {
     Amqp(#[from] lapin::Error),
     /// Declaring the events exchange failed.
     #[error("tap: {0}")]
-    Topology(#[from] safecity_runtime::topology::TopologyError),
+    Topology(#[from] safecity_events::topology::TopologyError),
     /// The broker ended the tap's consumer.
     #[error("tap: the broker cancelled the consumer")]
     ConsumerEnded,

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use support::*;
 
 /// Starts the broker application again however the test ends.

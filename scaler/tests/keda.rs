@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use safecity_scaler::pb::GetMetricsRequest;
 use support::*;
 use tokio::time::{Instant, timeout};
@@ -143,6 +143,79 @@ async fn unacked_work_keeps_the_function_active() {
         &object,
         Duration::from_secs(20),
         "idle after the acks",
+        |v| matches!(v, Ok((p, false)) if *p == 0.0),
+    )
+    .await
+    .expect("served");
+    scaler.shutdown().await.expect("clean shutdown");
+}
+
+/// An event delivered straight to an attached consumer never shows in the
+/// ready count, and the management statistics lag: the tap's arrival must
+/// count as pending until a fresher observation proves it gone.
+#[tokio::test]
+async fn work_taken_at_once_by_an_attached_consumer_is_seen_at_once() {
+    let vhost = TestVhost::new("attached");
+    let amqp = vhost.amqp().await;
+    let queue = amqp.declare_function("gun-review", EventType::Gun).await;
+    let scaler = vhost.scaler(&[]).await;
+    let mut client = grpc(&scaler).await;
+    let object = scaled_object("gun-review", &[("eventType", "gun")]);
+    poll_until(
+        &mut client,
+        &object,
+        Duration::from_secs(5),
+        "idle before the event",
+        |v| matches!(v, Ok((p, false)) if *p == 0.0),
+    )
+    .await
+    .expect("served");
+
+    // The function is running: its consumer is attached before the event.
+    let function = vhost.amqp().await;
+    function
+        .channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = function
+        .channel
+        .basic_consume(
+            queue.as_str().into(),
+            "gun-review-test".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    amqp.publish(EventType::Gun).await;
+    let published = Instant::now();
+    let delivery = timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .expect("delivered in time")
+        .expect("a delivery")
+        .expect("ok");
+    tokio::time::sleep_until(published + Duration::from_millis(100)).await;
+    // Every poll from 100 ms after the publish until the ack: active, >= 1.
+    let hold = Duration::from_secs(20);
+    let mut views = 0;
+    while published.elapsed() < hold {
+        let (pending, active) = poll(&mut client, &object).await.expect("served");
+        let at = published.elapsed();
+        assert!(
+            active && pending >= 1.0,
+            "view {views} at {at:?}: active {active}, pending {pending} while one event is in flight"
+        );
+        views += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(views > 100, "{views} views");
+    delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    poll_until(
+        &mut client,
+        &object,
+        Duration::from_secs(20),
+        "idle after the ack",
         |v| matches!(v, Ok((p, false)) if *p == 0.0),
     )
     .await
@@ -386,5 +459,95 @@ async fn unreachable_broker_answers_unavailable_never_inactive() {
         !status.message().contains("guest:guest"),
         "no credentials in errors"
     );
+    scaler.shutdown().await.expect("clean shutdown");
+}
+
+/// Accepts TCP connections and never answers: a broker (or management API)
+/// that hangs. Returns its address; the sockets live until the test ends.
+async fn silent_listener() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// KEDA sets no deadline on its calls: a silent broker or management API
+/// must be answered `Unavailable` from the known state at once, not after a
+/// wait per call, and must not delay SIGTERM.
+#[tokio::test]
+async fn a_silent_broker_is_answered_at_once_and_does_not_delay_shutdown() {
+    let broker = silent_listener().await;
+    let management = silent_listener().await;
+    let vhost = TestVhost::new("silent");
+    let scaler = vhost
+        .scaler(&[
+            (
+                "SAFECITY_AMQP_URL",
+                &format!("amqp://guest:guest@{broker}/%2f"),
+            ),
+            (
+                "SAFECITY_MANAGEMENT_URL",
+                &format!("http://guest:guest@{management}"),
+            ),
+            ("SAFECITY_SCALER_FIRST_SAMPLE_TIMEOUT", "1s"),
+        ])
+        .await;
+    let mut client = grpc(&scaler).await;
+    // Past the first-sample timeout of the connection attempt.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for name in ["fire-alert", "gun-alert", "knife-alert"] {
+        let object = scaled_object(name, &[("eventType", "fire")]);
+        let asked = Instant::now();
+        let status = client.is_active(object.clone()).await.unwrap_err();
+        let waited = asked.elapsed();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            waited < Duration::from_millis(500),
+            "answered after {waited:?}, not at once (the first-sample wait is 1 s)"
+        );
+        let status = poll(&mut client, &object).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+    let stopping = Instant::now();
+    timeout(Duration::from_secs(3), scaler.shutdown())
+        .await
+        .expect("shutdown is prompt with a silent broker")
+        .expect("clean shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+}
+
+/// The management API down (refused): in-flight counts are unknown, so the
+/// answer is `Unavailable` naming it, at once.
+#[tokio::test]
+async fn a_management_api_that_is_down_is_answered_at_once() {
+    let vhost = TestVhost::new("nomgmt");
+    let amqp = vhost.amqp().await;
+    amqp.declare_function("fire-alert", EventType::Fire).await;
+    let scaler = vhost
+        .scaler(&[("SAFECITY_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:1")])
+        .await;
+    let mut client = grpc(&scaler).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let object = scaled_object("fire-alert", &[("eventType", "fire")]);
+    let asked = Instant::now();
+    let status = poll(&mut client, &object).await.unwrap_err();
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("management"), "{status:?}");
     scaler.shutdown().await.expect("clean shutdown");
 }

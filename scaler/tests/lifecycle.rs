@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use support::*;
 
 /// Whether the scaler's tap queue is bound for `routing_key`.

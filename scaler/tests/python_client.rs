@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};

@@ -5,7 +5,7 @@
 //! implement [`Captioner`] later and receive the same [`Scene`], snapshot included.
 
 use chrono::{DateTime, Utc};
-use safecity_runtime::{BoundingBox, Detection, EventType, FrameSize};
+use safecity_events::{BoundingBox, Detection, EventType, FrameSize};
 
 use crate::registry::Place;
 

@@ -8,7 +8,7 @@
 //!
 //! The notifier is configured by `safecity_social::NotifierConfig`.
 
-pub use safecity_social::ConfigError;
+use safecity_shell::env::{Env, EnvError, process_env};
 
 /// caption's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +23,19 @@ pub struct CaptionConfig {
 
 impl CaptionConfig {
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        CaptionConfig::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        CaptionConfig::from_lookup(process_env)
     }
 
     /// Reads the settings through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let env = Env::new(&lookup);
         let database_url =
-            safecity_social::config::database_url(&lookup, "sqlite://caption.db?mode=rwc")?;
-        let hide_people = safecity_social::config::hide_people(&lookup)?;
+            safecity_social::config::database_url(&env, "sqlite://caption.db?mode=rwc")?;
+        let hide_people = safecity_social::config::hide_people(&env)?;
         Ok(CaptionConfig {
             database_url,
-            registry: lookup("SAFECITY_CAMERA_REGISTRY").filter(|p| !p.is_empty()),
+            registry: env.optional("SAFECITY_CAMERA_REGISTRY"),
             hide_people,
         })
     }

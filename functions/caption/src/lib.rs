@@ -18,12 +18,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::Utc;
-use safecity_runtime::{
-    CloudEvent, Context, EventType, Function, HandlerError, SafetyEvent, Subscription,
-};
-use safecity_social::ledger::PostKind;
+use safecity_events::EventType;
+use safecity_runtime::{CloudEvent, Context, Function, HandlerError, SafetyEvent, Subscription};
 use safecity_social::post::public_snapshot;
-use safecity_social::{IncidentState, Ledger, Notifier, Post};
+use safecity_social::{AlertOutcome, IncidentState, Ledger, Notifier, Post, PostOnce, StormLimit};
 use tracing::info;
 
 pub use captioner::{Caption, Captioner, Scene, Sighting, TemplateCaptioner};
@@ -62,10 +60,10 @@ impl Tracks {
 }
 
 /// The caption function.
+#[derive(Debug)]
 pub struct CaptionFunction<N, C> {
-    notifier: N,
+    poster: PostOnce<N>,
     captioner: C,
-    ledger: Ledger,
     registry: CameraRegistry,
     hide_people: bool,
     tracks: Mutex<Tracks>,
@@ -81,9 +79,8 @@ impl<N: Notifier, C: Captioner> CaptionFunction<N, C> {
         hide_people: bool,
     ) -> Self {
         CaptionFunction {
-            notifier,
+            poster: PostOnce::new(notifier, ledger, StormLimit::UNLIMITED),
             captioner,
-            ledger,
             registry,
             hide_people,
             tracks: Mutex::new(Tracks::default()),
@@ -128,7 +125,7 @@ impl<N: Notifier, C: Captioner> Function for CaptionFunction<N, C> {
         let incident = scene_event.incident_id.as_str();
         let region = scene_event.camera.region.as_str();
         if matches!(
-            self.ledger.state(incident).await?,
+            self.poster.ledger().state(incident).await?,
             Some(IncidentState::Posted | IncidentState::Merged)
         ) {
             self.remember(scene_event);
@@ -169,23 +166,19 @@ impl<N: Notifier, C: Captioner> Function for CaptionFunction<N, C> {
             ),
             idempotency_key: format!("caption-{incident}"),
         };
-        let published = self
-            .notifier
-            .publish(&post)
-            .await
-            .map_err(|e| e.into_verdict())?;
         let summary = caption.english.lines().nth(1).unwrap_or_default();
-        self.ledger
-            .record(
-                PostKind::Alert,
-                &post.idempotency_key,
-                &[(incident, summary)],
-                region,
-                &published,
-                Utc::now(),
-            )
+        let outcome = self
+            .poster
+            .alert(incident, region, summary, &post, Utc::now())
             .await?;
         self.remember(scene_event);
+        let published = match outcome {
+            AlertOutcome::Posted(published) => published,
+            other => {
+                info!(incident, outcome = ?other, "not posted again");
+                return Ok(());
+            }
+        };
         info!(incident, post = %published.id, "posted a caption");
         Ok(())
     }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use safecity_caption::{CameraRegistry, CaptionFunction, TemplateCaptioner};
-use safecity_runtime::failure::header;
-use safecity_runtime::headers::get_str;
+use safecity_events::dead_letter::header;
+use safecity_events::headers::get_str;
+use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_runtime::testing::{TestFunction, eventually};
-use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_social::mastodon::MastodonNotifier;
 use safecity_social::testkit::FakeMastodon;
 use safecity_social::{Ledger, Secret};

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use serde::Deserialize;
 
 /// Why a class map cannot be used.

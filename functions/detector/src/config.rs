@@ -16,7 +16,7 @@
 //! | `SAFECITY_DETECTOR_CONFIDENCE` | `0.25` | the model's detection threshold (class-map minimums apply on top) |
 //! | `SAFECITY_DETECTOR_NMS` | `0.45` | non-maximum suppression threshold |
 //! | `SAFECITY_DETECTOR_REGION` | all | consume the frames of one region only |
-//! | `SAFECITY_DETECTOR_MAX_FRAME_BYTES` | `20971520` | larger frames are dead-lettered |
+//! | `SAFECITY_DETECTOR_MAX_FRAME_BYTES` | `20971520` | larger frames are dead-lettered (bytes, or e.g. `20MiB`) |
 //! | `SAFECITY_DETECTOR_MAX_FRAME_PIXELS` | `40000000` | frames with more pixels are dead-lettered (checked before decoding) |
 //!
 //! The runtime's own variables (`SAFECITY_CONCURRENCY`, …) are read by
@@ -25,20 +25,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use safecity_shell::env::{Env, EnvError, process_env};
 use safecity_yolo::device::DevicePreference;
 
 use crate::batcher::BatchPolicy;
 use crate::snapshot::SnapshotSettings;
-
-/// A setting with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// What is wrong, with the value found.
-    pub reason: String,
-}
 
 /// Where the model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,80 +73,55 @@ pub struct DetectorConfig {
 
 impl DetectorConfig {
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        DetectorConfig::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        DetectorConfig::from_lookup(process_env)
     }
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let reader = Reader { lookup: &lookup };
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let env = Env::new(&lookup);
         let model = ModelFiles {
-            cfg: reader.path("SAFECITY_DETECTOR_CFG", "the Darknet .cfg of the model")?,
-            weights: reader.path("SAFECITY_DETECTOR_WEIGHTS", "the Darknet .weights")?,
-            names: reader.path("SAFECITY_DETECTOR_NAMES", "the class names file")?,
+            cfg: env.path("SAFECITY_DETECTOR_CFG", "the Darknet .cfg of the model")?,
+            weights: env.path("SAFECITY_DETECTOR_WEIGHTS", "the Darknet .weights")?,
+            names: env.path("SAFECITY_DETECTOR_NAMES", "the class names file")?,
         };
-        let classes = reader.path("SAFECITY_DETECTOR_CLASSES", "the class map (TOML)")?;
-        let device = reader.parse("SAFECITY_DETECTOR_DEVICE", "cpu", |text| {
-            text.parse::<DevicePreference>().map_err(|e| e.to_string())
-        })?;
-        let max_batch = reader.parse("SAFECITY_DETECTOR_BATCH_SIZE", "4", |text| {
-            text.parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| format!("`{text}` is not an integer in 1..=256"))
-        })?;
-        let max_wait = reader.duration("SAFECITY_DETECTOR_BATCH_WAIT", "50ms", false)?;
-        let incident_window = reader.duration("SAFECITY_DETECTOR_INCIDENT_WINDOW", "30s", true)?;
-        let incident_memory = reader.duration("SAFECITY_DETECTOR_INCIDENT_MEMORY", "10m", true)?;
+        let classes = env.path("SAFECITY_DETECTOR_CLASSES", "the class map (TOML)")?;
+        let device = env.from_str("SAFECITY_DETECTOR_DEVICE", "cpu")?;
+        let max_batch = env.integer("SAFECITY_DETECTOR_BATCH_SIZE", "4", 1..=256usize)?;
+        let max_wait = env.duration("SAFECITY_DETECTOR_BATCH_WAIT", "50ms")?;
+        let incident_window = env.positive_duration("SAFECITY_DETECTOR_INCIDENT_WINDOW", "30s")?;
+        let incident_memory = env.positive_duration("SAFECITY_DETECTOR_INCIDENT_MEMORY", "10m")?;
         if incident_memory < incident_window {
-            return Err(ConfigError {
-                variable: "SAFECITY_DETECTOR_INCIDENT_MEMORY",
-                reason: format!(
+            return Err(EnvError::new(
+                "SAFECITY_DETECTOR_INCIDENT_MEMORY",
+                format!(
                     "{} is shorter than SAFECITY_DETECTOR_INCIDENT_WINDOW ({})",
                     humantime::format_duration(incident_memory),
                     humantime::format_duration(incident_window)
                 ),
-            });
+            ));
         }
-        let max_side = reader.parse("SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE", "640", |text| {
-            text.parse::<u32>()
-                .ok()
-                .filter(|n| (16..=8192).contains(n))
-                .ok_or_else(|| format!("`{text}` is not an integer in 16..=8192"))
-        })?;
-        let quality = reader.parse("SAFECITY_DETECTOR_SNAPSHOT_QUALITY", "80", |text| {
-            text.parse::<u8>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| format!("`{text}` is not an integer in 1..=100"))
-        })?;
-        let confidence = reader.fraction("SAFECITY_DETECTOR_CONFIDENCE", "0.25")?;
-        let nms = reader.fraction("SAFECITY_DETECTOR_NMS", "0.45")?;
-        let region = lookup("SAFECITY_DETECTOR_REGION")
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty() && r != "*" && r != "#");
+        let max_side = env.integer("SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE", "640", 16..=8192u32)?;
+        let quality = env.integer("SAFECITY_DETECTOR_SNAPSHOT_QUALITY", "80", 1..=100u8)?;
+        let confidence = env.fraction("SAFECITY_DETECTOR_CONFIDENCE", "0.25")?;
+        let nms = env.fraction("SAFECITY_DETECTOR_NMS", "0.45")?;
+        let region = env
+            .optional("SAFECITY_DETECTOR_REGION")
+            .filter(|r| r != "*" && r != "#");
         if let Some(region) = &region
             && region.contains(['.', '*', '#', ' '])
         {
-            return Err(ConfigError {
-                variable: "SAFECITY_DETECTOR_REGION",
-                reason: format!("`{region}` is not a region name (no `.`, `*`, `#` or spaces)"),
-            });
+            return Err(EnvError::new(
+                "SAFECITY_DETECTOR_REGION",
+                format!("`{region}` is not a region name (no `.`, `*`, `#` or spaces)"),
+            ));
         }
-        let max_frame_bytes =
-            reader.parse("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "20971520", |t| {
-                t.parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("`{t}` is not a positive integer"))
-            })?;
-        let max_frame_pixels =
-            reader.parse("SAFECITY_DETECTOR_MAX_FRAME_PIXELS", "40000000", |t| {
-                t.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("`{t}` is not a positive integer"))
-            })?;
+        let max_frame_bytes = env.size("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "20971520")?;
+        let max_frame_pixels = env.integer(
+            "SAFECITY_DETECTOR_MAX_FRAME_PIXELS",
+            "40000000",
+            1..=u64::MAX,
+        )?;
         Ok(DetectorConfig {
             model,
             classes,
@@ -170,59 +136,8 @@ impl DetectorConfig {
             confidence,
             nms,
             region,
-            max_frame_bytes,
+            max_frame_bytes: usize::try_from(max_frame_bytes).unwrap_or(usize::MAX),
             max_frame_pixels,
-        })
-    }
-}
-
-struct Reader<'a, L> {
-    lookup: &'a L,
-}
-
-impl<L: Fn(&str) -> Option<String>> Reader<'_, L> {
-    fn path(&self, variable: &'static str, what: &str) -> Result<PathBuf, ConfigError> {
-        match (self.lookup)(variable) {
-            Some(text) if !text.trim().is_empty() => Ok(PathBuf::from(text.trim())),
-            _ => Err(ConfigError {
-                variable,
-                reason: format!("is required: the path of {what}"),
-            }),
-        }
-    }
-
-    fn parse<T>(
-        &self,
-        variable: &'static str,
-        default: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        let text = (self.lookup)(variable).unwrap_or_else(|| default.to_owned());
-        parse(text.trim()).map_err(|reason| ConfigError { variable, reason })
-    }
-
-    fn duration(
-        &self,
-        variable: &'static str,
-        default: &str,
-        positive: bool,
-    ) -> Result<Duration, ConfigError> {
-        self.parse(variable, default, |text| {
-            let value = humantime::parse_duration(text)
-                .map_err(|e| format!("`{text}` is not a duration like `50ms` or `30s` ({e})"))?;
-            if positive && value.is_zero() {
-                return Err(format!("`{text}` must be above zero"));
-            }
-            Ok(value)
-        })
-    }
-
-    fn fraction(&self, variable: &'static str, default: &str) -> Result<f32, ConfigError> {
-        self.parse(variable, default, |text| {
-            text.parse::<f32>()
-                .ok()
-                .filter(|v| (0.0..=1.0).contains(v))
-                .ok_or_else(|| format!("`{text}` is not a number in 0..=1"))
         })
     }
 }
@@ -240,7 +155,7 @@ mod tests {
         ("SAFECITY_DETECTOR_CLASSES", "/m/classes.toml"),
     ];
 
-    fn from(vars: &[(&str, &str)]) -> Result<DetectorConfig, ConfigError> {
+    fn from(vars: &[(&str, &str)]) -> Result<DetectorConfig, EnvError> {
         let mut map: HashMap<String, String> = REQUIRED
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

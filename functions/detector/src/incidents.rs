@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use sha2::{Digest, Sha256};
 
 /// How many observations pass between sweeps of forgotten cameras.

@@ -34,17 +34,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use image::RgbImage;
-use safecity_runtime::{
-    Context, Detection, EventType, Frame, FrameSize, Function, HandlerError, Jpeg, SafetyEvent,
-    Subscription,
-};
+use safecity_events::{Detection, EventType, Frame, FrameSize, Jpeg, SafetyEvent};
+use safecity_runtime::{Context, Function, HandlerError, Subscription};
 use safecity_yolo::preprocess::{self, ImageLimits};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use batcher::{BatchError, BatchModel, BatchPolicy, Batcher};
 pub use classes::{ClassMap, ClassMapError, ResolvedClassMap};
-pub use config::{ConfigError, DetectorConfig};
+pub use config::DetectorConfig;
 pub use incidents::{IncidentTracker, Verdict};
 pub use metrics::DetectorMetrics;
 pub use model::{ModelError, Sighting, YoloModel};
@@ -272,7 +270,7 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> Function for Detect
 mod tests {
     use std::path::Path;
 
-    use safecity_runtime::Camera;
+    use safecity_events::Camera;
     use safecity_runtime::testing::TestContext;
 
     use super::*;

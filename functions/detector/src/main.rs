@@ -5,13 +5,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use safecity_detector::{ClassMap, DetectorConfig, DetectorFunction, Settings, YoloModel};
 use safecity_runtime::RuntimeConfig;
+use safecity_shell::{signals, telemetry};
 use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runtime = RuntimeConfig::from_env()?;
     let config = DetectorConfig::from_env()?;
-    safecity_runtime::telemetry::init(runtime.log_format);
+    telemetry::init(runtime.log_format);
     if usize::from(runtime.concurrency) < config.batch.max_batch {
         warn!(
             concurrency = runtime.concurrency,
@@ -43,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         "model loaded"
     );
     let class_names = model.class_names().to_vec();
-    let shutdown = safecity_runtime::shutdown::on_signals();
+    let shutdown = signals::on_signals();
     let function = DetectorFunction::new(
         model,
         &class_names,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use image::RgbImage;
-use safecity_runtime::BoundingBox;
+use safecity_events::BoundingBox;
 use safecity_yolo::detector::{DetectError, Detector, DetectorOptions, ObjectDetection};
 use safecity_yolo::device::{self, DeviceError};
 use safecity_yolo::error::LoadError;

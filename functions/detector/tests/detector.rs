@@ -14,11 +14,11 @@ use safecity_detector::incidents::incident_id;
 use safecity_detector::{
     BatchPolicy, ClassMap, DetectorConfig, DetectorFunction, DetectorMetrics, Settings, YoloModel,
 };
-use safecity_runtime::failure::header;
-use safecity_runtime::headers::get_str;
+use safecity_events::dead_letter::header;
+use safecity_events::headers::get_str;
+use safecity_events::topology::EVENTS_EXCHANGE;
+use safecity_events::{Camera, CloudEvent, EventType, Frame, SafetyEvent};
 use safecity_runtime::testing::{TestClient, TestFunction, eventually};
-use safecity_runtime::topology::EVENTS_EXCHANGE;
-use safecity_runtime::{Camera, CloudEvent, EventType, Frame, SafetyEvent};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -378,6 +378,14 @@ async fn bad_frames_are_dead_lettered_and_their_batch_goes_on() {
         text.contains("safecity_detector_frames_rejected_total 2"),
         "{text}"
     );
+    // The runtime serves the detector's metrics beside its own.
+    let served = harness.function.running().metrics_text();
+    for line in [
+        "safecity_detector_frames_rejected_total 2",
+        r#"safecity_consuming{function="detector"} 1"#,
+    ] {
+        assert!(served.contains(line), "no `{line}` in\n{served}");
+    }
     harness.function.stop().await;
 }
 

@@ -9,18 +9,9 @@
 //!
 //! The notifier is configured by `safecity_social::NotifierConfig`.
 
-use std::time::Duration;
+use safecity_shell::env::{Env, EnvError, process_env};
 
-pub use safecity_social::ConfigError;
-
-/// How many posts a region may get per window; the rest merge into a follow-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StormLimit {
-    /// Posts per window per region (at least 1).
-    pub max_posts: u32,
-    /// The sliding window.
-    pub window: Duration,
-}
+pub use safecity_social::StormLimit;
 
 /// fire-post's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,33 +26,18 @@ pub struct FirePostConfig {
 
 impl FirePostConfig {
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        FirePostConfig::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        FirePostConfig::from_lookup(process_env)
     }
 
     /// Reads the settings through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let env = Env::new(&lookup);
         let database_url =
-            safecity_social::config::database_url(&lookup, "sqlite://fire-post.db?mode=rwc")?;
-        let max_text = lookup("SAFECITY_STORM_MAX_POSTS").unwrap_or_else(|| "3".to_owned());
-        let max_posts = max_text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError {
-                variable: "SAFECITY_STORM_MAX_POSTS",
-                reason: format!("`{max_text}` is not a positive integer"),
-            })?;
-        let window_text = lookup("SAFECITY_STORM_WINDOW").unwrap_or_else(|| "60s".to_owned());
-        let window = humantime::parse_duration(window_text.trim())
-            .ok()
-            .filter(|w| !w.is_zero())
-            .ok_or_else(|| ConfigError {
-                variable: "SAFECITY_STORM_WINDOW",
-                reason: format!("`{window_text}` is not a positive duration like `60s`"),
-            })?;
-        let hide_people = safecity_social::config::hide_people(&lookup)?;
+            safecity_social::config::database_url(&env, "sqlite://fire-post.db?mode=rwc")?;
+        let max_posts = env.integer("SAFECITY_STORM_MAX_POSTS", "3", 1..=u32::MAX)?;
+        let window = env.positive_duration("SAFECITY_STORM_WINDOW", "60s")?;
+        let hide_people = safecity_social::config::hide_people(&env)?;
         Ok(FirePostConfig {
             database_url,
             storm: StormLimit { max_posts, window },
@@ -73,6 +49,7 @@ impl FirePostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn defaults_and_errors() {

@@ -1,7 +1,7 @@
 //! The words of a fire alert, in Korean and English: pure functions.
 
 use chrono::{DateTime, FixedOffset, Utc};
-use safecity_runtime::SafetyEvent;
+use safecity_events::SafetyEvent;
 use safecity_social::ledger::HeldIncident;
 
 /// Korea Standard Time, the time people in the city read.
@@ -63,7 +63,7 @@ pub fn follow_up_text(region: &str, held: &[HeldIncident]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize};
+    use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize};
 
     fn event() -> SafetyEvent {
         SafetyEvent {

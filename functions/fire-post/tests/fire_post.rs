@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use safecity_events::dead_letter::header;
+use safecity_events::event::CLOUDEVENTS_JSON;
+use safecity_events::headers::get_str;
+use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_fire_post::{FirePost, StormLimit};
-use safecity_runtime::event::CLOUDEVENTS_JSON;
-use safecity_runtime::failure::header;
-use safecity_runtime::headers::get_str;
 use safecity_runtime::testing::{TestFunction, eventually};
-use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_social::mastodon::MastodonNotifier;
 use safecity_social::testkit::{FakeMastodon, FakeWebhook};
 use safecity_social::webhook::WebhookNotifier;
@@ -327,18 +327,10 @@ async fn the_webhook_backend_delivers_signed_alerts_once() {
     harness
         .until("two deliveries handled", |h| h.succeeded() == 2.0)
         .await;
-    let deliveries = server.deliveries();
-    assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].idempotency_key, "fire-post-inc-6");
-    assert!(
-        deliveries[0].body["text"]
-            .as_str()
-            .expect("text")
-            .contains("화재 경보")
-    );
-    assert_eq!(
-        deliveries[0].body["media"].as_array().expect("media").len(),
-        1
-    );
+    let posts = server.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].idempotency_key, "fire-post-inc-6");
+    assert!(posts[0].text.contains("화재 경보"));
+    assert_eq!(posts[0].media.len(), 1);
     harness.stop().await;
 }

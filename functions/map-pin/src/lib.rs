@@ -19,14 +19,14 @@ pub mod store;
 pub mod web;
 
 use chrono::Utc;
-use safecity_runtime::{
-    CloudEvent, Context, EventType, Function, HandlerError, SafetyEvent, Subscription,
-};
+use safecity_events::EventType;
+use safecity_runtime::{CloudEvent, Context, Function, HandlerError, SafetyEvent, Subscription};
 use tracing::info;
 
 pub use store::{Pin, PinFilter, PinStore};
 
 /// The map-pin function.
+#[derive(Debug)]
 pub struct MapPin {
     store: PinStore,
 }

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None => safecity_runtime::run(MapPin::new(store)).await?,
         Some("serve") => {
-            safecity_runtime::telemetry::init(safecity_runtime::config::LogFormat::Text);
+            safecity_shell::telemetry::init(safecity_shell::LogFormat::Text);
             let addr =
                 std::env::var("SAFECITY_MAP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".to_owned());
             let listener = tokio::net::TcpListener::bind(&addr)
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
                 listener,
                 store,
                 config,
-                safecity_runtime::shutdown::on_signals(),
+                safecity_shell::signals::on_signals(),
             )
             .await?;
         }

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use safecity_runtime::SafetyEvent;
+use safecity_events::SafetyEvent;
 use safecity_social::migrate::{Migration, connect, migrate};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_map_pin::web::{WebConfig, serve};
 use safecity_map_pin::{MapPin, PinFilter, PinStore};
 use safecity_runtime::testing::{TestFunction, eventually, http_get};
-use safecity_runtime::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
 use safecity_social::testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
@@ -187,9 +187,9 @@ async fn malformed_accidents_are_dead_lettered_and_pinning_goes_on() {
         .wait_dead_letter("map-pin", WAIT)
         .await
         .expect("dead-lettered");
-    let reason = safecity_runtime::headers::get_str(
+    let reason = safecity_events::headers::get_str(
         dead.delivery.properties.headers().as_ref(),
-        safecity_runtime::failure::header::DEAD_LETTER_REASON,
+        safecity_events::dead_letter::header::DEAD_LETTER_REASON,
     )
     .expect("reason")
     .to_owned();

@@ -14,12 +14,16 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 #[allow(unused_imports)]
-pub use safecity_runtime::testing::{
+pub(crate) use safecity_runtime::testing::{
     TestClient, TestVhost, eventually, http_get, metric, rabbitmqctl,
 };
 
 /// Publishes a fire event whose data scripts the probe's behaviour.
-pub async fn publish_probe(client: &TestClient, key: &str, script: Value) -> CloudEvent<Value> {
+pub(crate) async fn publish_probe(
+    client: &TestClient,
+    key: &str,
+    script: Value,
+) -> CloudEvent<Value> {
     let mut data = script;
     data["key"] = json!(key);
     let event = CloudEvent::new("/cameras/test", EventType::Fire, data);
@@ -29,13 +33,13 @@ pub async fn publish_probe(client: &TestClient, key: &str, script: Value) -> Clo
 
 /// One handler invocation as the probe saw it.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub(crate) struct Call {
     pub attempt: u32,
     pub at: Instant,
 }
 
 #[derive(Debug, Default)]
-pub struct JournalState {
+pub(crate) struct JournalState {
     pub calls: HashMap<String, Vec<Call>>,
     pub completed: HashMap<String, u32>,
     pub running: usize,
@@ -46,22 +50,22 @@ pub struct JournalState {
 
 /// What the probe function did, shared with the test.
 #[derive(Debug, Clone, Default)]
-pub struct Journal(pub Arc<Mutex<JournalState>>);
+pub(crate) struct Journal(pub Arc<Mutex<JournalState>>);
 
 impl Journal {
-    pub fn with<R>(&self, f: impl FnOnce(&mut JournalState) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut JournalState) -> R) -> R {
         f(&mut self.0.lock().expect("journal lock"))
     }
 
-    pub fn completed(&self, key: &str) -> u32 {
+    pub(crate) fn completed(&self, key: &str) -> u32 {
         self.with(|j| j.completed.get(key).copied().unwrap_or(0))
     }
 
-    pub fn total_completed(&self) -> u32 {
+    pub(crate) fn total_completed(&self) -> u32 {
         self.with(|j| j.completed.values().sum())
     }
 
-    pub fn calls(&self, key: &str) -> Vec<Call> {
+    pub(crate) fn calls(&self, key: &str) -> Vec<Call> {
         self.with(|j| j.calls.get(key).cloned().unwrap_or_default())
     }
 }
@@ -70,7 +74,7 @@ impl Journal {
 /// `fail_first` (retry that many attempts), `panic_first`, `reject`,
 /// `defer_times` (defer that many calls),
 /// `sleep_ms`, `emit` (an event type to emit), `retry_after_ms`.
-pub struct Probe {
+pub(crate) struct Probe {
     pub name: String,
     pub journal: Journal,
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::ScalerState;
-use crate::config::{percent_decode, split_url};
+use safecity_shell::env::{UrlParts, percent_decode};
 
 /// The statistics of one queue the scaler uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -69,10 +69,19 @@ pub struct ManagementClient {
     authorization: Option<String>,
 }
 
+impl std::fmt::Debug for ManagementClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URI carries no credentials; the authorization header does.
+        f.debug_struct("ManagementClient")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ManagementClient {
     /// A client for `base_url` (`http://user:password@host:port`) and `vhost`.
     pub fn new(base_url: &str, vhost: &str) -> Result<Self, ManagementError> {
-        let parts = split_url(base_url)
+        let parts = UrlParts::parse(base_url)
             .ok_or_else(|| ManagementError::Request("management URL is not a URL".into()))?;
         let authorization = parts.password.map(|password| {
             let user = percent_decode(parts.user).unwrap_or_else(|| parts.user.to_owned());
@@ -162,10 +171,15 @@ pub async fn run(
     let wake = state.new_queue_management.clone();
     loop {
         if state.queue_count() > 0 {
-            match client.queue_stats().await {
+            let read_at = tokio::time::Instant::now();
+            let read = tokio::select! {
+                () = cancel.cancelled() => return,
+                read = client.queue_stats() => read,
+            };
+            match read {
                 Ok(stats) => {
                     debug!(queues = stats.len(), "management statistics read");
-                    state.record_management(&stats);
+                    state.record_management(&stats, read_at);
                 }
                 Err(error) => {
                     warn!(%error, "management API unreadable: in-flight counts are going stale");

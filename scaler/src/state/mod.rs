@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use safecity_runtime::EventType;
+use safecity_events::EventType;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -107,6 +107,9 @@ struct QueueTracker {
     /// When the management API last reported on the queue.
     management_at: Option<Instant>,
     in_flight: InFlightEstimate,
+    /// Tapped arrivals before this instant are covered by the management
+    /// counts (a read sent then reported in-flight work).
+    arrivals_seen_before: Option<Instant>,
     mean_handling_seconds: Option<f64>,
 }
 
@@ -140,6 +143,22 @@ impl WatchedQueue {
             .is_some()
     }
 
+    /// Whether nothing is going on: sampled, nothing ready, no consumer, no
+    /// in-flight estimate, and its event type tapped with no event since the
+    /// sample (`tap_count` is the type's counter now). Only tapped queues
+    /// qualify: for them the tap, not the sampler, announces new work.
+    fn is_quiet(&self, tap_count: Option<u64>) -> bool {
+        let tracker = self.tracker.lock().expect("tracker lock");
+        let Some(tap_count) = tap_count else {
+            return false;
+        };
+        tracker.depth_at.is_some()
+            && tracker.ready == 0
+            && tracker.consumers == 0
+            && tracker.tap_count_at_sample == tap_count
+            && self.current().is_some_and(|work| work.total() == 0)
+    }
+
     /// Whether the queue exists, as far as the scaler knows: from the last
     /// management listing of the vhost, corrected by a passive declare that
     /// found it gone. `None` until the first listing.
@@ -158,12 +177,22 @@ impl WatchedQueue {
         self.event_type
     }
 
-    fn publish(&self, tracker: &mut QueueTracker, stats_lag: Duration) {
+    fn publish(&self, tracker: &mut QueueTracker, stats_lag: Duration, unproven_arrivals: u64) {
         let (Some(sampled_at), Some(management_at)) = (tracker.depth_at, tracker.management_at)
         else {
             return;
         };
-        let in_flight = tracker.in_flight.value(Instant::now(), stats_lag);
+        // Only a consumer can hold an arrival unseen; arrivals sitting in the
+        // ready count are counted there.
+        let unseen = if tracker.consumers > 0 {
+            unproven_arrivals.saturating_sub(tracker.ready)
+        } else {
+            0
+        };
+        let in_flight = tracker
+            .in_flight
+            .value(Instant::now(), stats_lag)
+            .max(unseen);
         let work = PendingWork {
             ready: tracker.ready,
             in_flight,
@@ -195,13 +224,62 @@ pub enum BrokerHealth {
     Down(String),
 }
 
+/// Events of one type seen by the tap, for the in-flight estimate.
+///
+/// An event delivered straight to an attached consumer never shows in the
+/// ready count, and the management API's unacked count lags (the broker
+/// emits queue statistics every 5 s and the management database aggregates
+/// them again: 8 s was observed here). So an arrival counts as pending work
+/// of every queue of its type that has consumers (only a consumer can hold
+/// it unseen) until a management read sent after it reports in-flight work
+/// for that queue (from then on the management value is current), or for
+/// `3 × stats_lag` at most, like a held drain.
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Arrival instants, oldest first.
+    at: VecDeque<Instant>,
+}
+
+impl Arrivals {
+    /// Bound on remembered arrivals per type (far above any function's
+    /// concurrency; beyond it the management counts are current anyway).
+    const MAX: usize = 100_000;
+
+    fn record(&mut self, now: Instant) {
+        if self.at.len() == Self::MAX {
+            self.at.pop_front();
+        }
+        self.at.push_back(now);
+    }
+
+    /// Forgets arrivals older than `hold`.
+    fn expire(&mut self, now: Instant, hold: Duration) {
+        while self
+            .at
+            .front()
+            .is_some_and(|arrival| now.saturating_duration_since(*arrival) > hold)
+        {
+            self.at.pop_front();
+        }
+    }
+
+    /// Arrivals after `since` (all when `None`).
+    fn count_after(&self, since: Option<Instant>) -> u64 {
+        let first = since.map_or(0, |since| self.at.partition_point(|at| *at <= since));
+        (self.at.len() - first) as u64
+    }
+}
+
 /// The scaler's shared state.
 #[derive(Debug)]
 pub struct ScalerState {
     queues: RwLock<HashMap<String, Arc<WatchedQueue>>>,
     taps: HashMap<EventType, watch::Sender<u64>>,
+    arrivals: HashMap<EventType, Mutex<Arrivals>>,
     tapped: watch::Sender<HashSet<EventType>>,
     broker: watch::Sender<BrokerHealth>,
+    /// When the broker state last became `Connecting`.
+    connecting_since: Mutex<Instant>,
     management_error: Mutex<Option<String>>,
     /// Woken when a queue is added, so it is sampled at once.
     pub(crate) new_queue: Arc<Notify>,
@@ -219,6 +297,11 @@ impl ScalerState {
                 .iter()
                 .map(|t| (*t, watch::Sender::new(0)))
                 .collect(),
+            arrivals: EventType::ALL
+                .iter()
+                .map(|t| (*t, Mutex::default()))
+                .collect(),
+            connecting_since: Mutex::new(Instant::now()),
             tapped: watch::Sender::new(HashSet::new()),
             broker: watch::Sender::new(BrokerHealth::Connecting),
             management_error: Mutex::new(None),
@@ -280,6 +363,12 @@ impl ScalerState {
         removed
     }
 
+    /// Whether `queue` is quiet (see the depth sampler: quiet queues are
+    /// declared less often, the tap announces their work).
+    pub fn is_quiet(&self, queue: &WatchedQueue) -> bool {
+        queue.is_quiet(queue.event_type.map(|t| self.tap_count(t)))
+    }
+
     /// Names of all watched queues.
     pub fn queue_names(&self) -> Vec<Arc<WatchedQueue>> {
         self.queues
@@ -310,9 +399,22 @@ impl ScalerState {
         *self.taps[&event_type].borrow()
     }
 
-    /// Counts one tapped event of `event_type`.
+    /// Counts one tapped event of `event_type`; it is pending work of the
+    /// queues of that type until a management read proves it gone.
     pub fn record_tap(&self, event_type: EventType) {
+        self.arrivals[&event_type]
+            .lock()
+            .expect("arrivals lock")
+            .record(Instant::now());
         self.taps[&event_type].send_modify(|count| *count += 1);
+    }
+
+    /// Tapped events of `event_type` after `since` that may still be in
+    /// flight unseen (see [`Arrivals`]).
+    fn arrivals_after(&self, event_type: EventType, since: Option<Instant>) -> u64 {
+        let mut arrivals = self.arrivals[&event_type].lock().expect("arrivals lock");
+        arrivals.expire(Instant::now(), self.stats_lag * 3);
+        arrivals.count_after(since)
     }
 
     /// The broker's health.
@@ -335,11 +437,33 @@ impl ScalerState {
 
     /// Sets the broker's health.
     pub fn set_broker_health(&self, health: BrokerHealth) {
+        if health == BrokerHealth::Connecting {
+            *self.connecting_since.lock().expect("lock") = Instant::now();
+        }
         self.broker.send_if_modified(|current| {
             let changed = *current != health;
             *current = health;
             changed
         });
+    }
+
+    /// Until when a first sample of a queue may be worth waiting for: never
+    /// while the broker is down or the management API failed its last read
+    /// (an RPC answers `Unavailable` at once), `first_sample_timeout` after
+    /// the connection attempt began while connecting, and `timeout` from now
+    /// while everything is up.
+    pub fn first_sample_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.management_error().is_some() {
+            return None;
+        }
+        match *self.broker.borrow() {
+            BrokerHealth::Down(_) => None,
+            BrokerHealth::Connecting => {
+                let deadline = *self.connecting_since.lock().expect("lock") + timeout;
+                (deadline > Instant::now()).then_some(deadline)
+            }
+            BrokerHealth::Up => Some(Instant::now() + timeout),
+        }
     }
 
     /// The last management API error since its last successful read.
@@ -368,13 +492,21 @@ impl ScalerState {
         tracker.queue_exists = depth.is_some();
         tracker.depth_at = Some(now);
         tracker.tap_count_at_sample = tap_count;
-        queue.publish(&mut tracker, self.stats_lag);
+        let unproven = self.unproven_for(queue, &tracker);
+        queue.publish(&mut tracker, self.stats_lag, unproven);
     }
 
     /// Records one management API read of the whole vhost: in-flight counts,
     /// ack rates, and which queues exist (the depth sampler declares only
     /// those, so missing queues cost no AMQP channel).
-    pub fn record_management(&self, stats: &HashMap<String, management::QueueStats>) {
+    ///
+    /// `read_at` is when the read was sent: a queue it shows with in-flight
+    /// work has management counts that cover every arrival before it.
+    pub fn record_management(
+        &self,
+        stats: &HashMap<String, management::QueueStats>,
+        read_at: Instant,
+    ) {
         let now = Instant::now();
         let mut newly_listed = false;
         for queue in self.queue_names() {
@@ -386,6 +518,9 @@ impl ScalerState {
             tracker.listed = Some(listed.is_some());
             let queue_stats = listed.copied().unwrap_or_default();
             tracker.in_flight.record_management(queue_stats.unacked);
+            if queue_stats.unacked > 0 {
+                tracker.arrivals_seen_before = Some(read_at);
+            }
             if queue_stats.unacked > 0 && queue_stats.ack_rate > 0.0 {
                 // Little's law: mean time in the system = mean number in it / throughput.
                 let observed = queue_stats.unacked as f64 / queue_stats.ack_rate;
@@ -395,13 +530,20 @@ impl ScalerState {
                 });
             }
             tracker.management_at = Some(now);
-            queue.publish(&mut tracker, self.stats_lag);
+            let unproven = self.unproven_for(&queue, &tracker);
+            queue.publish(&mut tracker, self.stats_lag, unproven);
         }
         *self.management_error.lock().expect("lock") = None;
         if newly_listed {
             // Queues the depth sampler skipped until their existence was known.
             self.new_queue.notify_one();
         }
+    }
+
+    fn unproven_for(&self, queue: &WatchedQueue, tracker: &QueueTracker) -> u64 {
+        queue.event_type.map_or(0, |event_type| {
+            self.arrivals_after(event_type, tracker.arrivals_seen_before)
+        })
     }
 
     /// Records a failed management API read.
@@ -420,14 +562,14 @@ mod tests {
         let queue = state.watch_queue("q", Some(EventType::Fire));
         state.record_depth(&queue, Some((5, 1)));
         assert!(queue.current().is_none(), "no management sample yet");
-        state.record_management(&HashMap::new());
+        state.record_management(&HashMap::new(), Instant::now());
         assert_eq!(queue.current().unwrap().total(), 5);
         // The consumer took all five; the management API still says 0 unacked.
         state.record_depth(&queue, Some((0, 1)));
         let work = queue.current().unwrap();
         assert_eq!((work.ready, work.in_flight), (0, 5));
         // Statistics not yet showing those deliveries: the hold stays.
-        state.record_management(&HashMap::new());
+        state.record_management(&HashMap::new(), Instant::now());
         assert_eq!(queue.current().unwrap().in_flight, 5);
         // Statistics catch up: the management value is current from now on.
         let stats = HashMap::from([(
@@ -437,7 +579,7 @@ mod tests {
                 ack_rate: 2.0,
             },
         )]);
-        state.record_management(&stats);
+        state.record_management(&stats, Instant::now());
         let work = queue.current().unwrap();
         assert_eq!(work.in_flight, 3);
         assert_eq!(work.mean_handling_seconds, Some(1.5));

@@ -8,20 +8,20 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use safecity_runtime::event::CLOUDEVENTS_JSON;
-use safecity_runtime::topology::{self, EVENTS_EXCHANGE, FunctionQueues, QueueType};
-use safecity_runtime::{CloudEvent, EventType, Subscription};
+use safecity_events::event::CLOUDEVENTS_JSON;
+use safecity_events::topology::{self, EVENTS_EXCHANGE, FunctionQueues, QueueType};
+use safecity_events::{CloudEvent, EventType, Subscription};
 use safecity_scaler::pb::external_scaler_client::ExternalScalerClient;
 use safecity_scaler::pb::{GetMetricsRequest, ScaledObjectRef};
 use safecity_scaler::{RunningScaler, ScalerConfig};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 
-pub use safecity_runtime::testing::{TestVhost, rabbitmqctl};
+pub(crate) use safecity_runtime::testing::{TestVhost, rabbitmqctl};
 
 /// The scaler's helpers on a test vhost.
 #[allow(async_fn_in_trait)]
-pub trait ScalerVhost {
+pub(crate) trait ScalerVhost {
     /// A scaler configuration for this vhost on ephemeral loopback ports.
     fn scaler_config(&self, overrides: &[(&str, &str)]) -> ScalerConfig;
     /// Starts a scaler for this vhost.
@@ -126,14 +126,14 @@ impl ScalerVhost for TestVhost {
 }
 
 /// A plain AMQP client playing the camera side and the function.
-pub struct Amqp {
+pub(crate) struct Amqp {
     pub connection: Connection,
     pub channel: Channel,
 }
 
 impl Amqp {
     /// Declares the function `name` subscribed to `event_type`, as the runtime does.
-    pub async fn declare_function(&self, name: &str, event_type: EventType) -> String {
+    pub(crate) async fn declare_function(&self, name: &str, event_type: EventType) -> String {
         let queues = FunctionQueues::new(name).expect("valid function name");
         topology::declare_function(
             &self.channel,
@@ -148,7 +148,7 @@ impl Amqp {
     }
 
     /// Publishes one CloudEvent of `event_type` and waits for the broker's confirm.
-    pub async fn publish(&self, event_type: EventType) {
+    pub(crate) async fn publish(&self, event_type: EventType) {
         let event = CloudEvent::new(
             "/cameras/test",
             event_type,
@@ -172,14 +172,14 @@ impl Amqp {
 }
 
 /// A tonic client of the scaler.
-pub async fn grpc(scaler: &RunningScaler) -> ExternalScalerClient<GrpcChannel> {
+pub(crate) async fn grpc(scaler: &RunningScaler) -> ExternalScalerClient<GrpcChannel> {
     ExternalScalerClient::connect(format!("http://{}", scaler.grpc_addr))
         .await
         .expect("gRPC connects")
 }
 
 /// A ScaledObjectRef with `metadata`.
-pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
+pub(crate) fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
     ScaledObjectRef {
         name: name.to_owned(),
         namespace: "safecity".to_owned(),
@@ -191,7 +191,7 @@ pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
 }
 
 /// KEDA's poll tick: GetMetricSpec, GetMetrics, IsActive. Returns (metric value, active).
-pub async fn poll(
+pub(crate) async fn poll(
     client: &mut ExternalScalerClient<GrpcChannel>,
     object: &ScaledObjectRef,
 ) -> Result<(f64, bool), tonic::Status> {
@@ -216,7 +216,7 @@ pub async fn poll(
 }
 
 /// Polls until `check` accepts KEDA's view, failing after `timeout` with the last view.
-pub async fn poll_until(
+pub(crate) async fn poll_until(
     client: &mut ExternalScalerClient<GrpcChannel>,
     object: &ScaledObjectRef,
     timeout: Duration,
@@ -238,7 +238,7 @@ pub async fn poll_until(
 }
 
 /// Reads the scaler's `/metrics` page.
-pub async fn metrics_page(scaler: &RunningScaler) -> String {
+pub(crate) async fn metrics_page(scaler: &RunningScaler) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(scaler.metrics_addr)
         .await
@@ -253,7 +253,7 @@ pub async fn metrics_page(scaler: &RunningScaler) -> String {
 }
 
 /// The workspace's Python interpreter with the test peers, or a clear failure.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
     assert!(
         python.exists(),
@@ -264,12 +264,12 @@ pub fn python() -> PathBuf {
 }
 
 /// The Python KEDA stand-in script.
-pub fn keda_client_script() -> PathBuf {
+pub(crate) fn keda_client_script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keda_client.py"))
 }
 
 /// The value of the unlabelled series `name` on a `/metrics` page.
-pub fn metric(page: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(page: &str, name: &str) -> Option<f64> {
     page.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
@@ -277,7 +277,7 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
 
 /// Reads `/metrics` until `check` accepts the value of `name`, failing after
 /// `timeout` with the last page.
-pub async fn wait_for_metric(
+pub(crate) async fn wait_for_metric(
     scaler: &RunningScaler,
     name: &str,
     timeout: Duration,

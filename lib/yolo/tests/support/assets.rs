@@ -1,0 +1,3 @@
+//! Where the fetched YOLO assets live: the crate's own `testkit` helpers.
+
+pub(crate) use safecity_yolo::assets::*;
