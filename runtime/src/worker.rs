@@ -27,6 +27,7 @@ use futures_util::FutureExt as _;
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
+use safecity_events::dead_letter::one_line;
 use safecity_events::topology::{self, FunctionQueues, TopologyError};
 use safecity_events::{DeadLetterCause, FailureRecord, Publisher, TraceParent};
 use tokio::time::Instant;
@@ -83,6 +84,26 @@ enum Outcome {
         after: Duration,
     },
     Abandoned,
+}
+
+impl Outcome {
+    /// The same outcome with its reason on one line (for logs and headers).
+    fn one_line(self) -> Self {
+        match self {
+            Outcome::Failed { reason, after } => Outcome::Failed {
+                reason: one_line(&reason),
+                after,
+            },
+            Outcome::Rejected { reason } => Outcome::Rejected {
+                reason: one_line(&reason),
+            },
+            Outcome::Deferred { reason, after } => Outcome::Deferred {
+                reason: one_line(&reason),
+                after,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Handles one delivery to the end: exactly one of ack, retry, dead-letter or requeue.
@@ -219,7 +240,7 @@ struct Settlement<'a, F> {
 impl<F: Function> Settlement<'_, F> {
     /// Acks, retries, dead-letters or requeues according to the outcome.
     async fn settle(&self, outcome: Outcome) {
-        match outcome {
+        match outcome.one_line() {
             Outcome::Done => {
                 if self.ack().await {
                     self.kind.succeeded.inc();

@@ -49,8 +49,8 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::errors::DecodeErrors;
 
-pub use crate::reduced::limits::MAX_SIDE;
-use crate::reduced::{self, ScanError};
+pub use safecity_jpeg::limits::MAX_SIDE;
+use safecity_jpeg::{self as reduced, ScanError};
 
 /// Why a frame did not decode (the gate skips it and counts it as corrupt).
 #[derive(Debug, thiserror::Error)]

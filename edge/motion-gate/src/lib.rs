@@ -9,7 +9,8 @@
 //! - [`motion`]: the pixel pipeline (pure, integer, no per-frame allocation).
 //! - [`trigger`]: consecutive-frame trigger, hold-off, re-arm, rate limit (pure).
 //! - [`decode`]: JPEG to luma (zune-jpeg; `image` for the rare non-YCbCr frame);
-//!   [`reduced`]: DC-only luma decode for frames 8x the work size or more.
+//!   the reduced luma decode for frames 4x or 8x the work size is
+//!   `safecity-jpeg` (shared with the detector).
 //! - [`gate`]: decode + motion + trigger + re-encode for one camera.
 //! - [`camera`]: one task per camera with reconnects; [`source`], [`mjpeg`]: inputs.
 //! - [`publisher`]: bounded drop-oldest buffer and the confirmed publisher.
@@ -23,7 +24,6 @@ pub mod metrics;
 pub mod mjpeg;
 pub mod motion;
 pub mod publisher;
-pub mod reduced;
 pub mod registry;
 mod run;
 pub mod source;

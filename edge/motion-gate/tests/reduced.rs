@@ -1,4 +1,4 @@
-//! The DC-only reduced decode (`reduced.rs`) against the full luma decode, on
+//! The DC-only reduced decode (`safecity-jpeg`) against the full luma decode, on
 //! real libjpeg(-turbo) files written by OpenCV (`cv2.imencode`, the `.venv`
 //! of `scripts/python-peers.sh`) in every chroma layout, with and without
 //! restart intervals, at sizes that are not multiples of 16; and on the scene
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use safecity_cctv_sim::scene::{Background, Scene, SceneObject, SceneSpec, corrupt, encode_jpeg};
+use safecity_jpeg::{ScanError, decode_dc_luma, decode_quarter_luma};
 use safecity_motion_gate::decode::{decode_for_work, decode_into};
-use safecity_motion_gate::reduced::{ScanError, decode_dc_luma, decode_quarter_luma};
 
 /// Writes `<name>.jpg` files with cv2.imencode; see `files()` for the names.
 const WRITER: &str = r#"

@@ -18,6 +18,7 @@
 //! | `SAFECITY_DETECTOR_REGION` | all | consume the frames of one region only |
 //! | `SAFECITY_DETECTOR_MAX_FRAME_BYTES` | `20971520` | larger frames are dead-lettered (bytes, or e.g. `20MiB`) |
 //! | `SAFECITY_DETECTOR_MAX_FRAME_PIXELS` | `40000000` | frames with more pixels are dead-lettered (checked before decoding) |
+//! | `SAFECITY_DETECTOR_DECODE_BUDGET_PIXELS` | `48000000` | decoded pixels held at once by all frames in flight (3 bytes each: 144 MB); frames wait for room |
 //!
 //! The runtime's own variables (`SAFECITY_CONCURRENCY`, …) are read by
 //! [`safecity_runtime::RuntimeConfig`].
@@ -69,6 +70,8 @@ pub struct DetectorConfig {
     pub max_frame_bytes: usize,
     /// Largest frame accepted, pixels.
     pub max_frame_pixels: u64,
+    /// Decoded pixels held at once by all frames in flight.
+    pub decode_budget_pixels: u64,
 }
 
 impl DetectorConfig {
@@ -138,6 +141,11 @@ impl DetectorConfig {
             region,
             max_frame_bytes: usize::try_from(max_frame_bytes).unwrap_or(usize::MAX),
             max_frame_pixels,
+            decode_budget_pixels: env.integer(
+                "SAFECITY_DETECTOR_DECODE_BUDGET_PIXELS",
+                "48000000",
+                1..=u64::MAX,
+            )?,
         })
     }
 }

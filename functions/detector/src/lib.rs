@@ -36,7 +36,8 @@ use std::sync::Arc;
 use image::RgbImage;
 use safecity_events::{Detection, EventType, Frame, FrameSize, Jpeg, SafetyEvent};
 use safecity_runtime::{Context, Function, HandlerError, Subscription};
-use safecity_yolo::preprocess::{self, ImageLimits};
+use safecity_yolo::preprocess::{self, ImageLimits, PreprocessError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -66,6 +67,19 @@ pub struct Settings {
     pub snapshot: SnapshotSettings,
     /// Frames above these limits are dead-lettered.
     pub limits: ImageLimits,
+    /// Frames at least twice this size are decoded at 1/2, 1/4 or 1/8
+    /// scale, never below it (the model's input size).
+    pub decode_at_least: Option<(u32, u32)>,
+    /// Decoded pixels held at once across all frames in flight; a frame
+    /// waits for room before it is decoded.
+    pub decode_budget_pixels: u64,
+}
+
+/// The pixel budget is counted in blocks of this many pixels.
+const BUDGET_BLOCK: u64 = 4096;
+
+fn budget_blocks(settings: &Settings) -> u64 {
+    (settings.decode_budget_pixels / BUDGET_BLOCK).max(1)
 }
 
 impl From<&DetectorConfig> for Settings {
@@ -80,6 +94,8 @@ impl From<&DetectorConfig> for Settings {
                 max_bytes: config.max_frame_bytes,
                 max_pixels: config.max_frame_pixels,
             },
+            decode_at_least: None,
+            decode_budget_pixels: config.decode_budget_pixels,
         }
     }
 }
@@ -92,6 +108,7 @@ pub struct DetectorFunction<M: BatchModel<Item = RgbImage, Output = Vec<Sighting
     batcher: Batcher<M>,
     incidents: IncidentTracker,
     metrics: Arc<DetectorMetrics>,
+    decode_budget: Arc<Semaphore>,
 }
 
 impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> std::fmt::Debug
@@ -121,12 +138,17 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
         let metrics = Arc::new(DetectorMetrics::new());
         let batcher = Batcher::spawn(Arc::new(model), settings.batch, metrics.clone(), shutdown);
         let incidents = IncidentTracker::new(settings.incident_window, settings.incident_memory);
+        let blocks = budget_blocks(&settings);
+        let decode_budget = Arc::new(Semaphore::new(
+            usize::try_from(blocks).unwrap_or(Semaphore::MAX_PERMITS),
+        ));
         Ok(DetectorFunction {
             settings,
             classes,
             batcher,
             incidents,
             metrics,
+            decode_budget,
         })
     }
 
@@ -159,6 +181,33 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
             detections.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         }
         groups
+    }
+
+    /// Decodes a frame within the pixel budget: checks what needs no pixels
+    /// first, then waits for room for the decoded image, then decodes off the
+    /// async threads. The permit is held as long as the image lives.
+    async fn decode(
+        &self,
+        jpeg: Vec<u8>,
+    ) -> Result<(RgbImage, OwnedSemaphorePermit), PreprocessError> {
+        let probe = preprocess::probe(&jpeg, &self.settings.limits, self.settings.decode_at_least)?;
+        let blocks = probe.output_pixels().div_ceil(BUDGET_BLOCK).max(1);
+        let budget = self.decode_budget.clone();
+        // A frame bigger than the whole budget takes all of it (alone).
+        let wanted = u32::try_from(blocks)
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(budget_blocks(&self.settings)).unwrap_or(u32::MAX));
+        let permit = budget
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the decode budget is never closed");
+        let image = tokio::task::spawn_blocking(move || probe.decode(&jpeg))
+            .await
+            .map_err(|panic| PreprocessError::Corrupt {
+                format: probe.format,
+                reason: format!("the decoder failed: {panic}"),
+            })??;
+        Ok((image, permit))
     }
 
     async fn snapshot(&self, image: &Arc<RgbImage>) -> Option<Jpeg> {
@@ -197,10 +246,11 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> Function for Detect
         }]
     }
 
-    async fn handle(&self, frame: Frame, ctx: Context) -> Result<(), HandlerError> {
+    async fn handle(&self, mut frame: Frame, ctx: Context) -> Result<(), HandlerError> {
+        let jpeg = std::mem::take(&mut frame.jpeg);
         let camera = &frame.camera;
-        let image = match preprocess::decode(&frame.jpeg, &self.settings.limits) {
-            Ok(image) => image,
+        let (image, _budget) = match self.decode(jpeg).await {
+            Ok(decoded) => decoded,
             Err(error) => {
                 self.metrics.frame_rejected();
                 warn!(camera = %camera.id, sequence = frame.sequence, %error, "dead-lettering a bad frame");

@@ -44,14 +44,18 @@ async fn main() -> anyhow::Result<()> {
         "model loaded"
     );
     let class_names = model.class_names().to_vec();
+    let (net_width, net_height) = model.detector().model().input_size();
+    let settings = Settings {
+        // Large frames are decoded smaller, never below the network input.
+        decode_at_least: Some((
+            u32::try_from(net_width).unwrap_or(u32::MAX),
+            u32::try_from(net_height).unwrap_or(u32::MAX),
+        )),
+        ..Settings::from(&config)
+    };
     let shutdown = signals::on_signals();
-    let function = DetectorFunction::new(
-        model,
-        &class_names,
-        &class_map,
-        Settings::from(&config),
-        shutdown.clone(),
-    )?;
+    let function =
+        DetectorFunction::new(model, &class_names, &class_map, settings, shutdown.clone())?;
     function
         .metrics()
         .log_every(Duration::from_secs(60), shutdown.clone());

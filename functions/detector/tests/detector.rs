@@ -498,3 +498,133 @@ async fn frames_published_together_share_a_forward_and_a_lone_frame_goes_after_t
     assert_eq!(harness.metrics.batched_frames(), 5, "a batch of one");
     harness.function.stop().await;
 }
+
+/// Resident memory of this process now, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A 16x16 JPEG whose frame header claims `width`x`height`, padded with
+/// `padding` bytes of scan data and ended with an end-of-image marker.
+fn inflated(width: u16, height: u16, padding: usize) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&image::RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb([(x * 15) as u8, (y * 15) as u8, 90])
+        }))
+        .expect("encode");
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    if padding > 0 {
+        jpeg.truncate(jpeg.len() - 2);
+        jpeg.extend((0..padding).map(|i| (i * 131 % 251) as u8 & 0x7F));
+        jpeg.extend([0xFF, 0xD9]);
+    }
+    jpeg
+}
+
+/// A frame cut in half, one with damaged entropy data, and header-inflated
+/// frames are dead-lettered with a one-line reason and never analysed; 32
+/// inflated frames (each 120 MB of RGB if decoded at full size) leave the
+/// detector's memory flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_damaged_and_inflated_frames_are_refused_and_memory_stays_flat() {
+    let harness = Harness::start("detector-hostile", TEST_CLASSES, &[]).await;
+    let bus = photo("bus.jpg");
+    let half = bus[..bus.len() / 2].to_vec();
+    let mut damaged = bus.clone();
+    let scan = damaged
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("scan");
+    let middle = scan + (damaged.len() - scan) / 2;
+    for byte in &mut damaged[middle..middle + 300] {
+        *byte = 0xFE;
+    }
+    harness.publish("cam-cut", at(0), 1, half).await;
+    harness.publish("cam-damaged", at(0), 2, damaged).await;
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let message = harness
+            .function
+            .client
+            .wait_dead_letter("detector", WAIT)
+            .await
+            .expect("a dead letter");
+        let headers = message.delivery.properties.headers().as_ref();
+        reasons.push(
+            get_str(headers, header::DEAD_LETTER_REASON)
+                .expect("reason")
+                .to_owned(),
+        );
+    }
+    reasons.sort();
+    assert!(
+        reasons[0].contains("`cam-cut`") && reasons[0].contains("end-of-image"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("`cam-damaged`") && reasons[1].contains("damaged entropy data"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().all(|r| !r.contains('\n')), "{reasons:?}");
+
+    let before = rss_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (peak, stop) = (peak.clone(), stop.clone());
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    // 16 tiny (4 KB claiming 8000x5000) and 16 padded to look plausible.
+    for n in 0..32u64 {
+        let padding = if n % 2 == 0 { 0 } else { 100_000 };
+        harness
+            .publish(
+                "cam-inflated",
+                at(1),
+                100 + n,
+                inflated(8000, 5000, padding),
+            )
+            .await;
+    }
+    for _ in 0..32 {
+        let message = harness
+            .function
+            .client
+            .wait_dead_letter("detector", WAIT)
+            .await
+            .expect("a dead letter per inflated frame");
+        let headers = message.delivery.properties.headers().as_ref();
+        let reason = get_str(headers, header::DEAD_LETTER_REASON).expect("reason");
+        assert!(
+            reason.contains("8000x5000") || reason.contains("damaged entropy data"),
+            "{reason}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let grown_mib = (peak.load(std::sync::atomic::Ordering::Relaxed) - before) / 1024;
+    // Decoded at full size, one such frame is 114 MiB of RGB; 8 in flight
+    // (SAFECITY_CONCURRENCY) would be over 900 MiB.
+    assert!(
+        grown_mib < 64,
+        "RSS grew by {grown_mib} MiB while 32 inflated frames were refused"
+    );
+    assert_eq!(harness.handled(), 0.0, "nothing was analysed");
+    harness.function.stop().await;
+}

@@ -334,3 +334,95 @@ async fn the_webhook_backend_delivers_signed_alerts_once() {
     assert_eq!(posts[0].media.len(), 1);
     harness.stop().await;
 }
+
+/// `fire(incident, region)` seen by a camera named after the incident, so
+/// that every post (alert or follow-up) says which incidents it covers.
+fn fire_at(incident: &str, region: &str) -> SafetyEvent {
+    let mut event = fire(incident, region);
+    event.camera.id = format!("cam-{incident}");
+    event
+}
+
+/// Which incidents each post received names, and the most posts of `region`
+/// in any `window` (as the server counts them).
+fn audit(
+    posts: &[safecity_social::receiver::ReceivedPost],
+    incidents: &[String],
+    window: Duration,
+) -> (Vec<usize>, usize) {
+    let appearances = incidents
+        .iter()
+        .map(|incident| {
+            let camera = format!("cam-{incident} ");
+            let alone = format!("cam-{incident}\n");
+            posts
+                .iter()
+                .filter(|p| p.text.contains(&camera) || p.text.contains(&alone))
+                .count()
+        })
+        .collect();
+    let mut times: Vec<_> = posts.iter().map(|p| p.received_at).collect();
+    times.sort();
+    let most_in_window = (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]).unwrap_or_default() < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    (appearances, most_in_window)
+}
+
+/// The network stores a post but its answer is lost (503, or the connection
+/// dropped): the attempt's outcome is unknown, so it keeps its slot and its
+/// key; the retry replays it and the incident never lands in a follow-up
+/// too. Exactly one post per incident, and never more than the storm limit
+/// in a window, as the server counts them.
+async fn lost_answers(storm: StormLimit, incidents: usize, lose: usize, drop: usize) {
+    let server = FakeWebhook::start("hook-secret").await;
+    let notifier = WebhookNotifier::new(&server.url(), Secret::new("hook-secret"));
+    let harness = Harness::start(notifier, storm).await;
+    server.lose_answer_next(lose);
+    server.drop_connection_next(drop);
+    let names: Vec<String> = (0..incidents).map(|i| format!("lost-{i}")).collect();
+    for name in &names {
+        harness.publish(&fire_at(name, "busan")).await;
+    }
+    harness
+        .until("every event acknowledged", |h| {
+            h.succeeded() == incidents as f64
+        })
+        .await;
+    // Anything still deferred or retrying would post within the window.
+    tokio::time::sleep(storm.window.min(Duration::from_secs(5)) + Duration::from_secs(1)).await;
+    let posts = server.posts();
+    let (appearances, most_in_window) = audit(&posts, &names, storm.window);
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    assert!(
+        appearances.iter().all(|n| *n == 1),
+        "each incident in exactly one post: {appearances:?}\n{texts:#?}"
+    );
+    assert!(
+        most_in_window <= storm.max_posts as usize,
+        "{most_in_window} posts in one window, limit {}",
+        storm.max_posts
+    );
+    let replays: u32 = posts.iter().map(|p| p.replays).sum();
+    assert!(
+        replays as usize >= lose + drop,
+        "the lost posts were replayed under their key ({replays} replays)"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_never_posts_an_incident_twice_with_storm_control_on() {
+    lost_answers(limit(3, Duration::from_secs(4)), 6, 2, 1).await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_never_posts_an_incident_twice_with_storm_control_off() {
+    lost_answers(StormLimit::UNLIMITED, 4, 2, 2).await;
+}

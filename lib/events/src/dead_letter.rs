@@ -175,7 +175,28 @@ impl FailureRecord {
     }
 }
 
+/// `text` on one line: each line break (with the blanks around it) becomes
+/// `"; "`, so a reason never breaks a log line or a header.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text
+        .trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        if index > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 fn truncate(text: &str, max: usize) -> String {
+    let text = one_line(text);
+    let text = text.as_str();
     if text.len() <= max {
         return text.to_owned();
     }
@@ -265,6 +286,26 @@ mod tests {
         assert_eq!(
             get_i64(decode.headers().as_ref(), header::FAILED_ATTEMPTS),
             Some(0)
+        );
+    }
+
+    #[test]
+    fn reasons_are_one_line() {
+        assert_eq!(
+            one_line("cannot decode the Jpeg image:\n  premature end of buffer\n"),
+            "cannot decode the Jpeg image:; premature end of buffer"
+        );
+        let record = FailureRecord::read(None, "safecity.frames", "seoul");
+        let properties = record.dead_letter(
+            &BasicProperties::default(),
+            "detector",
+            DeadLetterCause::Rejected,
+            "corrupt\r\nframe\n",
+            at("2026-11-27T10:00:00Z"),
+        );
+        assert_eq!(
+            get_str(properties.headers().as_ref(), header::DEAD_LETTER_REASON),
+            Some("corrupt; frame")
         );
     }
 

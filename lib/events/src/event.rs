@@ -59,13 +59,16 @@ pub enum DecodeError {
     )]
     UnknownType(String),
     /// The payload does not have the shape the function expects.
-    #[error("field `data.{path}` is invalid: {reason}")]
+    #[error("field `{}` is invalid: {reason}", data_field(path))]
     InvalidData {
         /// Path of the offending field inside `data` (`.` for the whole payload).
         path: String,
         /// What is wrong with it.
         reason: String,
     },
+    /// A camera frame's body is not a usable image.
+    #[error("frame body is invalid: {0}")]
+    InvalidFrame(String),
     /// A required AMQP header of a binary message (a frame) is absent.
     #[error("missing required header `{0}`")]
     MissingHeader(&'static str),
@@ -77,6 +80,14 @@ pub enum DecodeError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// `data.<path>`, or `data` for the whole payload (serde names it `.`).
+fn data_field(path: &str) -> String {
+    match path {
+        "" | "." => "data".to_owned(),
+        path => format!("data.{path}"),
+    }
 }
 
 /// The context attributes of a CloudEvent, with safecity's two extensions.
@@ -385,6 +396,22 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_wrong_shaped_payload_names_data_not_data_dot_dot() {
+        let mut event = valid();
+        event["data"] = json!(["not", "an", "object"]);
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Reading {
+            celsius: f64,
+        }
+        impl EventData for Reading {}
+        let body = serde_json::to_vec(&event).expect("json");
+        let err = CloudEvent::<Reading>::from_json(&body).expect_err("bad shape");
+        let text = err.to_string();
+        assert!(text.starts_with("field `data` is invalid: "), "{text}");
+        assert!(!text.contains("data.."), "{text}");
     }
 
     #[test]

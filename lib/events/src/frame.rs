@@ -92,11 +92,9 @@ impl Frame {
             return Err(DecodeError::EmptyFrame);
         }
         if !body.starts_with(&[0xFF, 0xD8]) {
-            return Err(DecodeError::InvalidData {
-                path: ".".to_owned(),
-                reason: "frame body is not a JPEG (missing the FF D8 start-of-image marker)"
-                    .to_owned(),
-            });
+            return Err(DecodeError::InvalidFrame(
+                "not a JPEG (missing the FF D8 start-of-image marker)".to_owned(),
+            ));
         }
         let text = |name: &'static str| {
             get_str(headers, name)
@@ -211,9 +209,11 @@ mod tests {
             DecodeError::EmptyFrame.to_string(),
             "empty frame body: expected a JPEG image"
         );
-        assert!(matches!(
-            Frame::decode(b"GIF89a", Some(&headers)),
-            Err(DecodeError::InvalidData { .. })
-        ));
+        let not_jpeg = Frame::decode(b"GIF89a", Some(&headers)).expect_err("a GIF");
+        assert!(matches!(not_jpeg, DecodeError::InvalidFrame(_)));
+        assert_eq!(
+            not_jpeg.to_string(),
+            "frame body is invalid: not a JPEG (missing the FF D8 start-of-image marker)"
+        );
     }
 }

@@ -12,8 +12,10 @@
 //!
 //! Faults, for tests: [`WebhookReceiver::fail_next`] answers the next requests
 //! with an error status without recording them; [`WebhookReceiver::lose_answer_next`]
-//! records the next posts and then answers 503, as a network that stored a
-//! post but lost the answer does.
+//! records the next posts and then answers 503, and
+//! [`WebhookReceiver::drop_connection_next`] records them and closes the
+//! connection unanswered, as a network that stored a post but lost the
+//! answer does.
 //!
 //! `GET /posts` lists what was received (JSON), `GET /healthz` answers `ok`.
 
@@ -63,6 +65,8 @@ pub struct ReceivedPost {
     pub media: Vec<ReceivedMedia>,
     /// How many times the same key was sent again afterwards.
     pub replays: u32,
+    /// When it was first received.
+    pub received_at: std::time::SystemTime,
 }
 
 impl ReceivedPost {
@@ -113,6 +117,8 @@ enum Fault {
     },
     /// Record the post, then answer 503: the outcome is unknown to the sender.
     LoseAnswer,
+    /// Record the post, then close the connection without an answer.
+    DropConnection,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +146,9 @@ pub struct Answer {
     pub body: Value,
     /// `Retry-After`, when the answer is an injected failure that has one.
     pub retry_after: Option<String>,
+    /// Close the connection instead of answering (a server that sends
+    /// nothing can do this; the axum router answers 503 instead).
+    pub drop_connection: bool,
 }
 
 impl Answer {
@@ -148,6 +157,7 @@ impl Answer {
             status: StatusCode::OK,
             body,
             retry_after: None,
+            drop_connection: false,
         }
     }
 
@@ -156,6 +166,7 @@ impl Answer {
             status,
             body: json!({ "error": message }),
             retry_after: None,
+            drop_connection: false,
         }
     }
 }
@@ -207,6 +218,14 @@ impl WebhookReceiver {
         self.received()
             .faults
             .extend(std::iter::repeat_n(Fault::LoseAnswer, count));
+    }
+
+    /// Records the next `count` valid posts and then closes the connection
+    /// without answering.
+    pub fn drop_connection_next(&self, count: usize) {
+        self.received()
+            .faults
+            .extend(std::iter::repeat_n(Fault::DropConnection, count));
     }
 
     /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under the key.
@@ -284,6 +303,13 @@ impl WebhookReceiver {
             Some(Fault::LoseAnswer) => {
                 Answer::error(StatusCode::SERVICE_UNAVAILABLE, "answer lost".to_owned())
             }
+            Some(Fault::DropConnection) => Answer {
+                drop_connection: true,
+                ..Answer::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connection dropped".to_owned(),
+                )
+            },
             _ => answer,
         }
     }
@@ -358,6 +384,7 @@ fn parse(body: &[u8]) -> Result<ReceivedPost, String> {
         text,
         media,
         replays: 0,
+        received_at: std::time::SystemTime::now(),
     })
 }
 
@@ -387,7 +414,8 @@ fn print_post(post: &ReceivedPost) {
     print!("{out}");
 }
 
-fn json_response(answer: &Answer) -> Response {
+/// The HTTP response of an answer.
+pub fn json_response(answer: &Answer) -> Response {
     let mut response = (
         answer.status,
         [(header::CONTENT_TYPE, "application/json")],

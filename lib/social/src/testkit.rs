@@ -272,13 +272,31 @@ pub struct FakeWebhook {
 
 impl FakeWebhook {
     /// Starts a receiver on `127.0.0.1:0` that verifies signatures with `secret`.
+    ///
+    /// Served with hyper directly (not the axum router) so that a
+    /// [`WebhookReceiver::drop_connection_next`] fault really closes the
+    /// connection unanswered.
     pub async fn start(secret: &str) -> Self {
         let receiver = Arc::new(WebhookReceiver::new(
             secret.as_bytes().to_vec(),
             Echo::Quiet,
         ));
-        let addr = serve(receiver::router(receiver.clone())).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(accept_dropping(listener, receiver.clone()));
         FakeWebhook { addr, receiver }
+    }
+
+    /// Records the next `count` posts, then closes the connection unanswered.
+    pub fn drop_connection_next(&self, count: usize) {
+        self.receiver.drop_connection_next(count);
+    }
+
+    /// Records the next `count` posts, then answers 503.
+    pub fn lose_answer_next(&self, count: usize) {
+        self.receiver.lose_answer_next(count);
     }
 
     /// The URL to post to.
@@ -299,6 +317,48 @@ impl FakeWebhook {
     /// Makes the next `count` requests fail with `status`, recording nothing.
     pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&str>) {
         self.receiver.fail_next(count, status, retry_after);
+    }
+}
+
+/// Why a connection was closed unanswered.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped after the post was stored")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Serves `receiver`: every request is a post; an answer marked
+/// `drop_connection` closes the connection instead (hyper closes a
+/// connection whose service fails).
+async fn accept_dropping(listener: tokio::net::TcpListener, receiver: Arc<WebhookReceiver>) {
+    use http_body_util::BodyExt as _;
+    use hyper_util::rt::TokioIo;
+    while let Ok((stream, _)) = listener.accept().await {
+        let receiver = receiver.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let receiver = receiver.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+                        let answer = receiver.receive(&parts.headers, &body);
+                        if answer.drop_connection {
+                            return Err(Dropped);
+                        }
+                        Ok::<_, Dropped>(receiver::json_response(&answer))
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

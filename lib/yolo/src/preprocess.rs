@@ -71,22 +71,104 @@ pub enum PreprocessError {
         /// The limit.
         max: u64,
     },
+    /// The file is far too small for the size its header announces: a
+    /// header inflated to make the decoder allocate.
+    #[error(
+        "the JPEG is {bytes} bytes but its header claims {width}x{height}: a real one needs at least {minimum} bytes (one bit per 8x8 block)"
+    )]
+    ImplausiblySmall {
+        /// Encoded size.
+        bytes: usize,
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The least a JPEG of that size can weigh.
+        minimum: usize,
+    },
     /// Neither JPEG nor PNG.
     #[error("unsupported image format{}: only JPEG and PNG are accepted", .0.map(|f| format!(" {f:?}")).unwrap_or_default())]
     UnsupportedFormat(Option<ImageFormat>),
-    /// The data is not a valid image of its format.
-    #[error("cannot decode the {format:?} image: {source}")]
+    /// The data is not a valid image of its format: damaged, or cut short.
+    #[error("cannot decode the {format:?} image: {reason}")]
     Corrupt {
         /// The detected format.
         format: ImageFormat,
-        /// The decoder's error.
-        source: image::ImageError,
+        /// What the decoder found, on one line.
+        reason: String,
     },
 }
 
-/// Decodes a JPEG or PNG into RGB, enforcing `limits`: the byte size before
-/// decoding and the header's dimensions before any pixel buffer is allocated.
+impl PreprocessError {
+    fn corrupt(format: ImageFormat, reason: impl std::fmt::Display) -> Self {
+        let text = reason.to_string();
+        PreprocessError::Corrupt {
+            format,
+            reason: text.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// Decodes a JPEG or PNG into RGB at full size, enforcing `limits` (see
+/// [`probe`]).
 pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, PreprocessError> {
+    probe(bytes, limits, None)?.decode(bytes)
+}
+
+/// What the header of an encoded image says, once it passed every check
+/// that needs no pixel buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// JPEG or PNG.
+    pub format: ImageFormat,
+    /// Width from the header.
+    pub width: u32,
+    /// Height from the header.
+    pub height: u32,
+    /// The decoding scale: 1, or 2, 4, 8 for a JPEG decoded smaller.
+    pub scale: u32,
+}
+
+impl Probe {
+    /// Pixels of the decoded image (after scaling).
+    pub fn output_pixels(&self) -> u64 {
+        u64::from(self.width.div_ceil(self.scale)) * u64::from(self.height.div_ceil(self.scale))
+    }
+
+    /// Decodes `bytes` (the bytes that were probed) into RGB. JPEG is decoded
+    /// strictly: damaged entropy data is an error, never an image padded with
+    /// gray.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
+        if self.format == ImageFormat::Jpeg {
+            return jpeg::decode(bytes, self);
+        }
+        let (mut reader, _) = reader(bytes)?;
+        // Hold the decoder to the dimensions checked.
+        let mut decoder_limits = image::Limits::default();
+        decoder_limits.max_image_width = Some(self.width);
+        decoder_limits.max_image_height = Some(self.height);
+        reader.limits(decoder_limits);
+        let image = reader
+            .decode()
+            .map_err(|source| PreprocessError::corrupt(self.format, source))?;
+        Ok(image.into_rgb8())
+    }
+}
+
+/// Checks an encoded JPEG or PNG without decoding its pixels: the byte size,
+/// the format, the header's dimensions against `limits`, and, for JPEG, a
+/// file size plausible for those dimensions and an end-of-image marker (a
+/// stream cut short is refused here).
+///
+/// With `at_least = Some((w, h))` a JPEG at least twice that size in both
+/// directions is to be decoded at 1/2, 1/4 or 1/8 scale (the IDCT scales,
+/// so the full frame is never allocated), never below `w`x`h`: the
+/// detector's network input is 416 or 608 pixels, a camera frame may be 4K.
+pub fn probe(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    at_least: Option<(u32, u32)>,
+) -> Result<Probe, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
@@ -99,7 +181,7 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Preprocess
     let (header, format) = reader(bytes)?;
     let (width, height) = header
         .into_dimensions()
-        .map_err(|source| PreprocessError::Corrupt { format, source })?;
+        .map_err(|source| PreprocessError::corrupt(format, source))?;
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(PreprocessError::TooManyPixels {
             width,
@@ -107,16 +189,162 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Preprocess
             max: limits.max_pixels,
         });
     }
-    let (mut reader, _) = reader(bytes)?;
-    // Hold the decoder to the dimensions just checked.
-    let mut decoder_limits = image::Limits::default();
-    decoder_limits.max_image_width = Some(width);
-    decoder_limits.max_image_height = Some(height);
-    reader.limits(decoder_limits);
-    let image = reader
-        .decode()
-        .map_err(|source| PreprocessError::Corrupt { format, source })?;
-    Ok(image.into_rgb8())
+    let scale = if format == ImageFormat::Jpeg {
+        jpeg::check(bytes, width, height)?;
+        jpeg::scale_for(width, height, at_least)
+    } else {
+        1
+    };
+    Ok(Probe {
+        format,
+        width,
+        height,
+        scale,
+    })
+}
+
+/// Decodes a JPEG or PNG into RGB: [`probe`], then [`Probe::decode`].
+pub fn decode_at_least(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    at_least: Option<(u32, u32)>,
+) -> Result<RgbImage, PreprocessError> {
+    probe(bytes, limits, at_least)?.decode(bytes)
+}
+
+/// Strict and scaled JPEG decoding.
+mod jpeg {
+    use image::{ImageFormat, RgbImage};
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+
+    use super::{PreprocessError, Probe};
+
+    fn corrupt(reason: impl std::fmt::Display) -> PreprocessError {
+        PreprocessError::corrupt(ImageFormat::Jpeg, reason)
+    }
+
+    /// The least a baseline JPEG of `width`x`height` can weigh: one bit per
+    /// 8x8 luma block (a flat image still codes a DC difference and an
+    /// end-of-block per block).
+    pub(super) fn minimum_bytes(width: u32, height: u32) -> usize {
+        let blocks = u64::from(width.div_ceil(8)) * u64::from(height.div_ceil(8));
+        usize::try_from(blocks / 8).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the stream reaches an end-of-image marker after its last
+    /// start-of-scan. In entropy-coded data `FF` is only ever followed by
+    /// `00` (stuffing) or a restart marker, so `FF D9` there is the real EOI.
+    fn ends_properly(bytes: &[u8]) -> bool {
+        let Some(scan) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+            return false;
+        };
+        bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+    }
+
+    /// The IDCT scale (1, 2, 4 or 8) for a `width`x`height` frame that must
+    /// stay at least `at_least`.
+    pub(super) fn scale_for(width: u32, height: u32, at_least: Option<(u32, u32)>) -> u32 {
+        let Some((min_w, min_h)) = at_least else {
+            return 1;
+        };
+        [8, 4, 2]
+            .into_iter()
+            .find(|s| width / s >= min_w.max(1) && height / s >= min_h.max(1))
+            .unwrap_or(1)
+    }
+
+    /// The checks that need no pixels: a plausible size, an end marker.
+    pub(super) fn check(bytes: &[u8], width: u32, height: u32) -> Result<(), PreprocessError> {
+        let minimum = minimum_bytes(width, height);
+        if bytes.len() < minimum {
+            return Err(PreprocessError::ImplausiblySmall {
+                bytes: bytes.len(),
+                width,
+                height,
+                minimum,
+            });
+        }
+        if !ends_properly(bytes) {
+            return Err(corrupt(
+                "the stream ends before its end-of-image marker (truncated)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<RgbImage, PreprocessError> {
+        // General decoders fill damaged entropy data in and carry on: walk
+        // the whole scan strictly first (baseline files; the others rely on
+        // the decoder's own strict mode).
+        let mut scratch = Vec::new();
+        safecity_jpeg::check_entropy_data(bytes, &mut scratch)
+            .map_err(|e| corrupt(format!("damaged entropy data: {e}")))?;
+        match probe.scale {
+            1 => full(bytes, probe.width, probe.height),
+            scale => scaled(
+                bytes,
+                probe.width.div_ceil(scale),
+                probe.height.div_ceil(scale),
+            ),
+        }
+    }
+
+    /// Full size, with zune-jpeg (the decoder `image` uses) in strict mode.
+    fn full(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage, PreprocessError> {
+        let options = DecoderOptions::default()
+            .set_strict_mode(true)
+            .set_max_width(width as usize)
+            .set_max_height(height as usize)
+            .jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        let pixels = decoder.decode().map_err(|e| corrupt(format!("{e:?}")))?;
+        let (w, h) = decoder
+            .dimensions()
+            .ok_or_else(|| corrupt("no dimensions after decoding"))?;
+        let rgb = match decoder.output_colorspace() {
+            Some(ColorSpace::RGB) => pixels,
+            Some(ColorSpace::Luma) => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+            other => return Err(corrupt(format!("unexpected colour space {other:?}"))),
+        };
+        RgbImage::from_raw(w as u32, h as u32, rgb)
+            .ok_or_else(|| corrupt("the decoder returned fewer pixels than its dimensions"))
+    }
+
+    /// Scaled while decoding (jpeg-decoder's IDCT scaling): the full frame
+    /// is never allocated.
+    fn scaled(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage, PreprocessError> {
+        let mut decoder = jpeg_decoder::Decoder::new(bytes);
+        decoder.read_info().map_err(corrupt)?;
+        let requested = (
+            u16::try_from(width).unwrap_or(u16::MAX),
+            u16::try_from(height).unwrap_or(u16::MAX),
+        );
+        let (w, h) = decoder.scale(requested.0, requested.1).map_err(corrupt)?;
+        let pixels = decoder.decode().map_err(corrupt)?;
+        let info = decoder
+            .info()
+            .ok_or_else(|| corrupt("no header after decoding"))?;
+        let rgb = match info.pixel_format {
+            jpeg_decoder::PixelFormat::RGB24 => pixels,
+            jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+            jpeg_decoder::PixelFormat::L16 => pixels
+                .chunks_exact(2)
+                .flat_map(|v| [v[0], v[0], v[0]])
+                .collect(),
+            jpeg_decoder::PixelFormat::CMYK32 => pixels
+                .chunks_exact(4)
+                .flat_map(|p| {
+                    let k = u16::from(255 - p[3]);
+                    let channel = |c: u8| ((u16::from(255 - c) * k) / 255) as u8;
+                    [channel(p[0]), channel(p[1]), channel(p[2])]
+                })
+                .collect(),
+        };
+        RgbImage::from_raw(u32::from(w), u32::from(h), rgb)
+            .ok_or_else(|| corrupt("the decoder returned fewer pixels than its dimensions"))
+    }
 }
 
 /// An image reader over an in-memory encoded image.
@@ -282,6 +510,24 @@ pub fn batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scales_keep_the_frame_at_least_the_network_size() {
+        assert_eq!(jpeg::scale_for(8000, 5000, Some((416, 416))), 8);
+        assert_eq!(jpeg::scale_for(3840, 2160, Some((416, 416))), 4);
+        assert_eq!(jpeg::scale_for(1920, 1080, Some((416, 416))), 2);
+        assert_eq!(jpeg::scale_for(1280, 720, Some((416, 416))), 1);
+        assert_eq!(jpeg::scale_for(1280, 720, None), 1);
+        assert_eq!(jpeg::scale_for(8000, 5000, Some((608, 608))), 8);
+    }
+
+    #[test]
+    fn the_least_a_jpeg_weighs() {
+        // 8000x5000: 625,000 blocks, one bit each.
+        assert_eq!(jpeg::minimum_bytes(8000, 5000), 78_125);
+        assert_eq!(jpeg::minimum_bytes(640, 360), 450);
+        assert_eq!(jpeg::minimum_bytes(1, 1), 0);
+    }
 
     #[test]
     fn stretch_is_planar_rgb_over_255() {

@@ -204,3 +204,130 @@ fn other_formats_are_unsupported() {
     );
     assert!(err.to_string().contains("only JPEG and PNG"), "{err}");
 }
+
+/// A textured, camera-like picture (smooth gradients and edges), JPEG-encoded.
+fn camera_like(width: u32, height: u32) -> Vec<u8> {
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let stripe = if (x / 37 + y / 23) % 2 == 0 { 60 } else { 0 };
+        Rgb([
+            (x * 255 / width) as u8,
+            (y * 255 / height) as u8,
+            (128 + stripe) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&image)
+        .expect("encode");
+    out
+}
+
+/// The index just after the start-of-scan header: where entropy data begins.
+fn scan_data_start(jpeg: &[u8]) -> usize {
+    let sos = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("a scan");
+    let length = usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]));
+    sos + 2 + length
+}
+
+#[test]
+fn a_jpeg_cut_in_half_is_refused_not_padded_with_gray() {
+    let jpeg = camera_like(640, 360);
+    let half = &jpeg[..jpeg.len() / 2];
+    let Err(err) = decode(half, &ImageLimits::default()) else {
+        panic!("the truncated JPEG decoded");
+    };
+    match &err {
+        PreprocessError::Corrupt {
+            format: ImageFormat::Jpeg,
+            reason,
+        } => assert!(reason.contains("end-of-image"), "{reason}"),
+        other => panic!("expected a corrupt JPEG, got {other:?}"),
+    }
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+    // The whole file decodes.
+    assert_eq!(
+        decode(&jpeg, &ImageLimits::default()).unwrap().dimensions(),
+        (640, 360)
+    );
+}
+
+#[test]
+fn damaged_entropy_data_is_refused() {
+    let jpeg = camera_like(640, 360);
+    let start = scan_data_start(&jpeg);
+    let end = jpeg.len() - 2;
+    // Overwrite a stretch of the scan with bits that are not a valid Huffman
+    // sequence (ones), the way a burst error on a link does; no marker bytes.
+    let mut damaged = jpeg.clone();
+    for byte in &mut damaged[start + (end - start) / 3..start + (end - start) / 3 + 400] {
+        *byte = 0xFE;
+    }
+    let Err(err) = decode(&damaged, &ImageLimits::default()) else {
+        panic!("the damaged JPEG decoded");
+    };
+    assert!(
+        matches!(
+            err,
+            PreprocessError::Corrupt {
+                format: ImageFormat::Jpeg,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn an_inflated_header_is_refused_before_any_pixel_is_allocated() {
+    // A 16x16 JPEG whose frame header is rewritten to claim 8000x5000: within
+    // the 40-megapixel limit, and 120 MB of RGB if decoded.
+    let mut jpeg = camera_like(16, 16);
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&5000u16.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&8000u16.to_be_bytes());
+    let err = decode(&jpeg, &ImageLimits::default()).unwrap_err();
+    match err {
+        PreprocessError::ImplausiblySmall {
+            width,
+            height,
+            minimum,
+            ..
+        } => assert_eq!((width, height, minimum), (8000, 5000, 78_125)),
+        other => panic!("expected ImplausiblySmall, got {other:?}"),
+    }
+}
+
+#[test]
+fn large_frames_are_decoded_at_a_smaller_scale_never_below_the_network_input() {
+    use safecity_yolo::preprocess::{decode_at_least, probe};
+    let jpeg = camera_like(3328, 1872);
+    let limits = ImageLimits::default();
+    let probed = probe(&jpeg, &limits, Some((416, 416))).unwrap();
+    assert_eq!(probed.scale, 4, "1/8 would be 416x234, below 416");
+    assert_eq!(probed.output_pixels(), 832 * 468);
+    let small = decode_at_least(&jpeg, &limits, Some((416, 416))).unwrap();
+    assert_eq!(small.dimensions(), (832, 468));
+    // The same picture: compare with the full decode averaged over 4x4 blocks.
+    let full = decode(&jpeg, &limits).unwrap();
+    let mut total_error = 0u64;
+    for (x, y, pixel) in small.enumerate_pixels() {
+        for channel in 0..3 {
+            let mut sum = 0u32;
+            for dy in 0..4 {
+                for dx in 0..4 {
+                    sum += u32::from(full.get_pixel(x * 4 + dx, y * 4 + dy)[channel]);
+                }
+            }
+            total_error += u64::from((sum / 16).abs_diff(u32::from(pixel[channel])));
+        }
+    }
+    let mean_error = total_error as f64 / (832.0 * 468.0 * 3.0);
+    assert!(mean_error < 4.0, "mean abs difference {mean_error}");
+}

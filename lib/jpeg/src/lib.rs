@@ -1,3 +1,10 @@
+//! # safecity-jpeg
+//!
+//! A strict baseline-JPEG entropy decoder in safe Rust, shared by the edge
+//! and the detector: the motion gate uses it to decode reduced luma, the
+//! detector to prove a frame's entropy data intact before it is analysed
+//! (a general decoder fills damaged data in and carries on).
+//!
 //! Reduced luma decode: a baseline JPEG straight to its 8x8 block means
 //! (DC-only) or 4x4 quadrant means, without any inverse DCT.
 //!
@@ -39,14 +46,14 @@
 //! The parts: `header.rs` (markers and tables up to the scan, and the scope
 //! check), `huffman.rs` (the tables), `bits.rs` (the bit reader),
 //! `quadrant.rs` (the 4x weights), `scan.rs` (the decode loop) and
-//! `error.rs`; `limits.rs` holds the frame-size limit shared with
-//! [`crate::decode`].
+//! `error.rs`; [`limits`] holds the frame-size limit the motion gate's full
+//! decode shares.
 
 mod bits;
 mod error;
 mod header;
 mod huffman;
-pub(crate) mod limits;
+pub mod limits;
 mod quadrant;
 mod scan;
 
@@ -102,6 +109,15 @@ pub fn decode_for_work(
     } else {
         Ok(None)
     }
+}
+
+/// Walks the whole entropy-coded scan of a baseline JPEG (every coefficient
+/// of every component, restart markers, the end marker) and fails if any of
+/// it is damaged; `Ok(false)` when the file is outside this decoder's scope
+/// (progressive, arithmetic, 12-bit, ...) and was not checked. `scratch` is
+/// reused across calls (one byte per 8x8 luma block).
+pub fn check_entropy_data(jpeg: &[u8], scratch: &mut Vec<u8>) -> Result<bool, ScanError> {
+    decode_dc_luma(jpeg, scratch, 0, 0).map(|decoded| decoded.is_some())
 }
 
 fn decode_reduced(

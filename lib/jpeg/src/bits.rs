@@ -2,8 +2,8 @@
 //! coefficient values (decoded, skipped or weighed) and checks restart
 //! markers and the end of the scan.
 
-use super::error::ScanError;
-use super::huffman::{FAST_BITS, Huffman};
+use crate::error::ScanError;
+use crate::huffman::{FAST_BITS, Huffman};
 
 /// A big-endian bit reader over entropy-coded data (byte stuffing removed),
 /// bits kept MSB-aligned in a 64-bit buffer. Past the data (a marker or the

@@ -1,11 +1,11 @@
 //! The decode loop: one scan, MCU by MCU, into one byte per luma block (8x)
 //! or per 4x4 quadrant (4x), with [`Reduced`] saying what was written.
 
-use super::bits::Bits;
-use super::error::ScanError;
-use super::header::Header;
-use super::huffman::Huffman;
-use super::quadrant::quadrant_weights;
+use crate::bits::Bits;
+use crate::error::ScanError;
+use crate::header::Header;
+use crate::huffman::Huffman;
+use crate::quadrant::quadrant_weights;
 
 /// A reduced luma plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

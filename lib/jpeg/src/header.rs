@@ -2,8 +2,8 @@
 //! and quantisation tables and scan header parsed, and the frame checked to
 //! be in the reduced decoder's scope.
 
-use super::huffman::Huffman;
-use super::limits::MAX_SIDE;
+use crate::huffman::Huffman;
+use crate::limits::MAX_SIDE;
 
 /// The parts of a baseline JPEG's headers the DC decode needs.
 #[derive(Debug)]
