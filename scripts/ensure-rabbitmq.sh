@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure a local RabbitMQ broker is running with the management plugin:
-# installs Debian's rabbitmq-server if absent, starts it if stopped.
+# Makes sure a local RabbitMQ broker is running with the management and
+# prometheus plugins (:15672, :15692): installs Debian's rabbitmq-server if absent, starts it if stopped.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -13,7 +13,7 @@ fi
 
 if ! as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then
   echo "==> starting rabbitmq-server"
-  as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
+  as_root rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_prometheus >/dev/null
   as_root rabbitmq-server -detached
   for _ in $(seq 1 90); do
     as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && break
@@ -22,8 +22,10 @@ if ! as_root rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then
   as_root rabbitmq-diagnostics -q check_running >/dev/null
 fi
 
-if ! as_root rabbitmq-plugins list -e -m 2>/dev/null | grep -x rabbitmq_management >/dev/null; then
-  echo "==> enabling rabbitmq_management"
-  as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
-fi
-echo "==> RabbitMQ is running on 127.0.0.1:5672 (management on :15672)"
+for plugin in rabbitmq_management rabbitmq_prometheus; do
+  if ! as_root rabbitmq-plugins list -e -m 2>/dev/null | grep -x "$plugin" >/dev/null; then
+    echo "==> enabling $plugin"
+    as_root rabbitmq-plugins enable "$plugin" >/dev/null
+  fi
+done
+echo "==> RabbitMQ is running on 127.0.0.1:5672 (management on :15672, metrics on :15692)"

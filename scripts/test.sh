@@ -4,11 +4,17 @@
 # CI sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One clean build of the workspace: incremental artefacts only cost disk here.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 scripts/ensure-rabbitmq.sh
 scripts/ensure-postgres.sh
 scripts/python-peers.sh
 scripts/fetch-yolo-assets.sh
+scripts/ensure-kubectl.sh
+# Prometheus (promtool, the server), npm's Grafana schema; the rules' unit
+# tests, the dashboard schema and the manifests' validation.
+scripts/check-monitoring.sh
 if [ "${SAFECITY_SLOW_TESTS:-}" = "1" ]; then
   scripts/ensure-chromium.sh
 fi

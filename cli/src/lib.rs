@@ -6,12 +6,20 @@
 //! - `safecity replay FUNCTION`: move dead letters back to the function's queue.
 //! - `safecity webhook-sink`: the local city's outbox, a receiver for the
 //!   signed-webhook notifier that verifies signatures and prints each post.
+//! - `safecity up`: the whole city on this machine, functions scaled from
+//!   zero by a local autoscaler through the KEDA scaler ([`city`]).
+//! - `safecity status`, `safecity coldstart FUNCTION`: what the running city
+//!   (or, with `--kube`, the cluster) scales, and cold starts measured.
 //!
 //! Every message goes out through the contract crate's confirmed publisher
 //! (`safecity_events::Publisher`), the one the runtime uses.
 
+pub mod city;
+pub mod coldstart;
 pub mod dead_letters;
+pub mod kube;
 pub mod publish;
+pub mod status;
 pub mod webhook_sink;
 
 use std::time::Duration;
@@ -78,6 +86,12 @@ pub enum Command {
     },
     /// Receive signed-webhook posts on loopback and print them (no broker needed).
     WebhookSink(webhook_sink::WebhookSinkArgs),
+    /// Run the whole city on this machine, functions scaled from zero.
+    Up(city::UpArgs),
+    /// Per function: replicas, pending work, dead letters, last cold start.
+    Status(status::StatusArgs),
+    /// Measure cold starts of a function at zero replicas.
+    Coldstart(coldstart::ColdstartArgs),
 }
 
 /// A broker connection with a confirm-mode publisher.
@@ -92,10 +106,15 @@ async fn connect(url: &str) -> anyhow::Result<(Connection, Publisher)> {
     Ok((connection, publisher))
 }
 
-/// Runs one command, writing human-readable lines to stdout.
-pub async fn execute(cli: Cli) -> anyhow::Result<()> {
-    if let Command::WebhookSink(args) = cli.command {
-        return webhook_sink::run(args).await;
+/// Runs one command, writing human-readable lines to stdout; the process's
+/// exit code on success (`safecity up --once` exits 1 when a check failed).
+pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::WebhookSink(args) => return webhook_sink::run(args).await.map(|()| 0),
+        Command::Up(args) => return city::up(args).await,
+        Command::Status(args) => return status::run(args).await.map(|()| 0),
+        Command::Coldstart(args) => return coldstart::run(args).await.map(|()| 0),
+        _ => {}
     }
     let (connection, publisher) = connect(&cli.amqp_url).await?;
     match cli.command {
@@ -111,11 +130,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             remove,
         } => dead_letters::show(&publisher, &function, limit, remove).await?,
         Command::Replay { function } => dead_letters::replay(&publisher, &function).await?,
-        Command::WebhookSink(_) => unreachable!("handled before connecting"),
+        Command::WebhookSink(_) | Command::Up(_) | Command::Status(_) | Command::Coldstart(_) => {
+            unreachable!("handled before connecting")
+        }
     }
     publisher.channel().close(200, "done".into()).await.ok();
     tokio::time::timeout(Duration::from_secs(2), connection.close(200, "done".into()))
         .await
         .ok();
-    Ok(())
+    Ok(0)
 }

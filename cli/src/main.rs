@@ -2,7 +2,12 @@
 
 use clap::Parser as _;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    safecity_cli::execute(safecity_cli::Cli::parse()).await
+fn main() -> anyhow::Result<()> {
+    let cli = safecity_cli::Cli::parse();
+    // `safecity up` runs the city: give it both cores' worth of threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(safecity_cli::execute(cli))?;
+    std::process::exit(code)
 }

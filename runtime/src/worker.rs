@@ -156,8 +156,7 @@ pub(crate) async fn handle_delivery<F: Function>(
             return;
         }
     };
-    let age = (Utc::now() - input.occurred_at()).as_seconds_f64();
-    kind.age.observe(age.max(0.0));
+    shared.metrics.handling_starts(&kind, input.occurred_at());
 
     let attributes = input.attributes().cloned();
     let parent = attributes.as_ref().and_then(|a| a.traceparent);

@@ -21,8 +21,15 @@ use safecity_scaler::metadata::{TriggerSpec, WorkSource};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-/// Every entry point of the tree: `kubectl apply -k manifests/<entry>`.
-const ENTRY_POINTS: [&str; 4] = ["", "base", "overlays/busan", "overlays/busan-tls"];
+/// Every entry point of the tree: `kubectl apply -k manifests/<entry>`
+/// (`overlays/local`: one-node clusters and `safecity up`).
+const ENTRY_POINTS: [&str; 5] = [
+    "",
+    "base",
+    "overlays/busan",
+    "overlays/busan-tls",
+    "overlays/local",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
