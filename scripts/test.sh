@@ -17,6 +17,8 @@ scripts/ensure-kubectl.sh
 scripts/check-monitoring.sh
 if [ "${SAFECITY_SLOW_TESTS:-}" = "1" ]; then
   scripts/ensure-chromium.sh
+  # The offline map's geography (npm world-atlas), for the browser test.
+  scripts/fetch-map-data.sh
 fi
 
 echo "==> cargo fmt --check"
@@ -24,7 +26,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 # Stops and restarts the shared broker: runs alone, after everything else.
 echo "==> broker fault tests (serial)"
 SAFECITY_BROKER_FAULT_TESTS=1 cargo test --workspace --test broker_fault -- --ignored --test-threads=1

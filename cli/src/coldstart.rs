@@ -25,6 +25,10 @@ use crate::city::control::{ColdStartReport, FunctionReport, discover};
 pub struct ColdstartArgs {
     /// The function (Deployment or ScaledObject name), e.g. `map-pin`.
     pub function: String,
+    /// With --kube: the pods' ops port (their `/metrics`, read through the
+    /// API server's pod proxy to see the probe handled).
+    #[arg(long, default_value_t = 9090)]
+    pub ops_port: u16,
     /// How many probes.
     #[arg(long, default_value_t = 5)]
     pub probes: usize,
@@ -95,45 +99,61 @@ pub fn percentile(values: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// The table of probes with p50/p99, and the comparison.
-pub fn print_table(function: &str, probes: &[Probe], where_: &str) {
-    println!(
+/// The table of probes with p50/p99, and the comparison: one row per stage
+/// (`stages`), one column per probe (`probes[i][stage]`, ms after the
+/// publish). The stage named `event handled` is the cold start compared.
+pub fn render_table(function: &str, where_: &str, stages: &[&str], probes: &[Vec<f64>]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "\n== cold starts of `{function}` ({where_}), ms after the publish, {} probe(s)",
         probes.len()
     );
-    let header: Vec<String> = std::iter::once("stage".to_owned())
-        .chain((1..=probes.len()).map(|i| format!("#{i}")))
+    let width = stages.iter().map(|s| s.len()).max().unwrap_or(0) + 2;
+    let header: String = (1..=probes.len())
+        .map(|i| format!("#{i}"))
         .chain(["p50".to_owned(), "p99".to_owned()])
+        .map(|h| format!("{h:>10}"))
         .collect();
-    println!(
-        "    {}",
-        header
+    let _ = writeln!(out, "    {:<width$}{header}", "stage");
+    for (index, stage) in stages.iter().enumerate() {
+        let values: Vec<f64> = probes
             .iter()
-            .map(|h| format!("{h:>10}"))
-            .collect::<String>()
-            .trim_start()
-    );
-    for (index, stage) in STAGES.iter().enumerate() {
-        let values: Vec<f64> = probes.iter().map(|p| p.values()[index]).collect();
+            .map(|p| p.get(index).copied().unwrap_or(f64::NAN))
+            .collect();
         let cells: String = values.iter().map(|v| format!("{v:>10.0}")).collect();
-        println!(
-            "    {stage:<22}{cells}{:>10.0}{:>10.0}",
+        let _ = writeln!(
+            out,
+            "    {stage:<width$}{cells}{:>10.0}{:>10.0}",
             percentile(&values, 0.5),
             percentile(&values, 0.99)
         );
     }
-    let handled: Vec<f64> = probes.iter().map(|p| p.handled).collect();
+    let Some(handled_index) = stages.iter().position(|s| s.starts_with("event handled")) else {
+        return out;
+    };
+    let handled: Vec<f64> = probes
+        .iter()
+        .filter_map(|p| p.get(handled_index).copied())
+        .collect();
     let p50 = percentile(&handled, 0.5);
     let p99 = percentile(&handled, 0.99);
-    println!("\n    publish -> handled: p50 {p50:.0} ms, p99 {p99:.0} ms");
-    println!(
-        "    KEDA's default 30 s pollingInterval: activation alone waits up to 30 000 ms (15 000 ms on average): {:.0}x our p99",
+    let _ = writeln!(
+        out,
+        "\n    publish -> handled: p50 {p50:.0} ms, p99 {p99:.0} ms"
+    );
+    let _ = writeln!(
+        out,
+        "    KEDA's default 30 s pollingInterval: activation alone waits up to 30 000 ms (15 000 ms on average): {:.1}x our p99",
         30_000.0 / p99.max(1.0)
     );
-    println!(
-        "    the seed team's measured queue -> serving pod with KEDA polling: 10 500 ms: {:.0}x our p50",
+    let _ = writeln!(
+        out,
+        "    the seed team's measured queue -> serving pod with KEDA polling: 10 500 ms: {:.1}x our p50",
         10_500.0 / p50.max(1.0)
     );
+    out
 }
 
 fn probe_event(event_type: EventType) -> SafetyEvent {
@@ -162,6 +182,7 @@ fn probe_event(event_type: EventType) -> SafetyEvent {
             height: 360,
         },
         snapshot: None,
+        frame_age: None,
     }
 }
 
@@ -232,9 +253,12 @@ fn relative(record: &ColdStartReport, published: u64) -> Probe {
 }
 
 /// Runs the probes against the local city.
-pub async fn run(args: ColdstartArgs) -> anyhow::Result<()> {
+pub async fn run(args: ColdstartArgs, amqp_url: &str) -> anyhow::Result<()> {
     if args.kube {
-        return crate::kube::coldstart(&args).await;
+        let client = crate::kube::client().await?;
+        let report = crate::kube::coldstart::measure(&client, &args, amqp_url).await?;
+        print!("{report}");
+        return Ok(());
     }
     let city = discover()?;
     let http = reqwest::Client::builder()
@@ -316,7 +340,11 @@ pub async fn run(args: ColdstartArgs) -> anyhow::Result<()> {
         probes.push(probe);
     }
     let _ = connection.close(200, "coldstart done".into()).await;
-    print_table(&args.function, &probes, "the local city");
+    let rows: Vec<Vec<f64>> = probes.iter().map(|p| p.values().to_vec()).collect();
+    print!(
+        "{}",
+        render_table(&args.function, "the local city", &STAGES, &rows)
+    );
     Ok(())
 }
 

@@ -10,10 +10,13 @@
 //!   zero by a local autoscaler through the KEDA scaler ([`city`]).
 //! - `safecity status`, `safecity coldstart FUNCTION`: what the running city
 //!   (or, with `--kube`, the cluster) scales, and cold starts measured.
+//! - `safecity bench`: every benchmark of the project in one go, one table
+//!   with each baseline measured in the same run ([`bench`]).
 //!
 //! Every message goes out through the contract crate's confirmed publisher
 //! (`safecity_events::Publisher`), the one the runtime uses.
 
+pub mod bench;
 pub mod city;
 pub mod coldstart;
 pub mod dead_letters;
@@ -92,6 +95,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Measure cold starts of a function at zero replicas.
     Coldstart(coldstart::ColdstartArgs),
+    /// Run every benchmark of the project and print one table (--quick: about two minutes).
+    Bench(bench::BenchArgs),
 }
 
 /// A broker connection with a confirm-mode publisher.
@@ -113,7 +118,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::WebhookSink(args) => return webhook_sink::run(args).await.map(|()| 0),
         Command::Up(args) => return city::up(args).await,
         Command::Status(args) => return status::run(args).await.map(|()| 0),
-        Command::Coldstart(args) => return coldstart::run(args).await.map(|()| 0),
+        Command::Coldstart(args) => return coldstart::run(args, &cli.amqp_url).await.map(|()| 0),
+        Command::Bench(args) => return Ok(bench::run(args).await?),
         _ => {}
     }
     let (connection, publisher) = connect(&cli.amqp_url).await?;
@@ -130,7 +136,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
             remove,
         } => dead_letters::show(&publisher, &function, limit, remove).await?,
         Command::Replay { function } => dead_letters::replay(&publisher, &function).await?,
-        Command::WebhookSink(_) | Command::Up(_) | Command::Status(_) | Command::Coldstart(_) => {
+        Command::WebhookSink(_)
+        | Command::Up(_)
+        | Command::Status(_)
+        | Command::Coldstart(_)
+        | Command::Bench(_) => {
             unreachable!("handled before connecting")
         }
     }

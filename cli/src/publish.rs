@@ -79,6 +79,7 @@ impl PublishArgs {
                     height: 360,
                 },
                 snapshot: None,
+                frame_age: None,
             })
             .collect()
     }

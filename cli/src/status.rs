@@ -26,9 +26,17 @@ pub struct StatusArgs {
     /// The namespace (with --kube).
     #[arg(long, default_value = "safecity")]
     pub namespace: String,
-    /// The scaler's gRPC address (with --kube; default: port-forward it).
+    /// The scaler's gRPC address (with --kube: `kubectl -n safecity
+    /// port-forward svc/safecity-scaler 6000`).
     #[arg(long, default_value = "127.0.0.1:6000")]
     pub scaler: String,
+    /// The broker's management API, for the dead letters (with --kube:
+    /// `kubectl -n messaging port-forward svc/rabbitmq 15672`).
+    #[arg(long, default_value = "http://guest:guest@127.0.0.1:15672")]
+    pub management: String,
+    /// The broker's virtual host (with --kube).
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
@@ -45,13 +53,15 @@ pub struct Row {
     pub desired: u32,
     /// Replicas ready.
     pub ready: u32,
-    /// Pending work as the scaler reports it (its metric).
-    pub pending: f64,
+    /// Pending work as the scaler reports it (its metric); `None` when the
+    /// scaler did not answer.
+    pub pending: Option<f64>,
     /// Whether the scaler says it is active.
-    pub active: bool,
-    /// Messages in its dead-letter queue.
-    pub dead_letters: u64,
-    /// The last cold start: activation to handled (local) or to ready (cluster), ms.
+    pub active: Option<bool>,
+    /// Messages in its dead-letter queue; `None` when the broker did not answer.
+    pub dead_letters: Option<u64>,
+    /// The last cold start, ms: activation to handled (local city), or the
+    /// newest pod's creation to Ready (cluster).
     pub last_cold_start_ms: Option<u64>,
 }
 
@@ -63,9 +73,9 @@ impl From<&FunctionReport> for Row {
             scaled_object: status.scaled_object.clone(),
             desired: status.desired,
             ready: status.ready,
-            pending: status.metric,
-            active: status.active,
-            dead_letters: report.dead_letters,
+            pending: Some(status.metric),
+            active: Some(status.active),
+            dead_letters: Some(report.dead_letters),
             last_cold_start_ms: status
                 .cold_starts
                 .last()
@@ -76,10 +86,19 @@ impl From<&FunctionReport> for Row {
 
 /// Prints `rows` as a table or JSON.
 pub fn print(rows: &[Row], output: Output) -> anyhow::Result<()> {
+    print!("{}", render(rows, output)?);
+    Ok(())
+}
+
+/// `rows` as a table or JSON, ready to print.
+pub fn render(rows: &[Row], output: Output) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
         Output::Table => {
-            println!(
+            writeln!(
+                out,
                 "{:<12} {:<14} {:>8} {:>6} {:>9} {:>7} {:>13} {:>16}",
                 "FUNCTION",
                 "SCALEDOBJECT",
@@ -89,30 +108,32 @@ pub fn print(rows: &[Row], output: Output) -> anyhow::Result<()> {
                 "ACTIVE",
                 "DEAD-LETTERS",
                 "LAST-COLD-START"
-            );
+            )?;
+            let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
             for row in rows {
-                println!(
-                    "{:<12} {:<14} {:>8} {:>6} {:>9.1} {:>7} {:>13} {:>16}",
+                writeln!(
+                    out,
+                    "{:<12} {:<14} {:>8} {:>6} {:>9} {:>7} {:>13} {:>16}",
                     row.function,
                     row.scaled_object,
                     row.desired,
                     row.ready,
-                    row.pending,
-                    if row.active { "yes" } else { "no" },
-                    row.dead_letters,
-                    row.last_cold_start_ms
-                        .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"))
-                );
+                    or_dash(row.pending.map(|p| format!("{p:.1}"))),
+                    or_dash(row.active.map(|a| if a { "yes" } else { "no" }.to_owned())),
+                    or_dash(row.dead_letters.map(|d| d.to_string())),
+                    or_dash(row.last_cold_start_ms.map(|ms| format!("{ms} ms")))
+                )?;
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Runs the command.
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let rows = if args.kube {
-        crate::kube::status(&args).await?
+        let client = crate::kube::client().await?;
+        crate::kube::status::rows(&client, &args).await?
     } else {
         let city = discover()?;
         let reports: Vec<FunctionReport> = reqwest::get(format!("{}/api/status", city.control))

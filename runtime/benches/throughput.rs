@@ -13,6 +13,10 @@
 //! Then a no-op function process is started to measure start-to-consuming and
 //! idle RSS. Needs a local RabbitMQ with rabbitmqctl, and `.venv` with pika
 //! (`scripts/python-peers.sh`). `SAFECITY_BENCH_EVENTS` overrides N (100000).
+//!
+//! Quick mode (`SAFECITY_BENCH_QUICK=1`): 10,000 events, one round. With
+//! `SAFECITY_BENCH_ROWS` set, each a/b and a/c ratio is also appended as a
+//! row for `safecity bench`.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use safecity_bench_rows::{Better, Row};
 use safecity_runtime::events::event::CLOUDEVENTS_JSON;
 use safecity_runtime::events::topology::FunctionQueues;
 use safecity_runtime::{
@@ -35,7 +40,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const PREFETCH: u16 = 256;
-const ROUNDS: usize = 3;
 const VHOST: &str = "safecity-bench";
 
 struct NoOp {
@@ -305,10 +309,8 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --all-targets` runs benches as tests: nothing to test here.
     }
-    let n: u64 = std::env::var("SAFECITY_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let n: u64 = safecity_bench_rows::setting("SAFECITY_BENCH_EVENTS", 100_000, 10_000);
+    let rounds: usize = if safecity_bench_rows::quick() { 1 } else { 3 };
     let _ = Command::new("rabbitmqctl")
         .args(["delete_vhost", VHOST])
         .stdout(Stdio::null())
@@ -321,7 +323,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let queue = FunctionQueues::new("bench-noop").expect("name").work();
     println!(
-        "safecity runtime throughput: {n} events of {} bytes, prefetch {PREFETCH}, one broker, median of {ROUNDS} interleaved rounds",
+        "safecity runtime throughput: {n} events of {} bytes, prefetch {PREFETCH}, one broker, median of {rounds} interleaved rounds",
         CloudEvent::new(
             "/cameras/bench",
             EventType::Fire,
@@ -368,7 +370,7 @@ fn main() {
             // Interleaved rounds, median of each: drift on a shared machine
             // hits all three contenders alike.
             let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
+            for _ in 0..rounds {
                 fill(&channel, &queue, n).await;
                 a.push(safecity_function(queue_type, n).await);
                 fill(&channel, &queue, n).await;
@@ -402,6 +404,29 @@ fn main() {
             }
             None => ("skipped".to_owned(), "-".to_owned()),
         };
+        // The targets are the quorum queue's (the functions' default).
+        let quorum = queue_type == "quorum";
+        let row = |target: &str| {
+            let row = Row::new(
+                "runtime",
+                format!("{queue_type} queue: no-op function, {n} events"),
+                ra,
+                "events/s",
+                Better::Higher,
+            );
+            if quorum { row.target(target) } else { row }
+        };
+        row(">= 0.9x")
+            .baseline("bare lapin consume+ack loop", rb)
+            .emit()
+            .expect("bench rows");
+        let pika = "Python pika consumer";
+        match c {
+            Some(c) => row(">= 1.5x").baseline(pika, rate(n, c)),
+            None => row(">= 1.5x").baseline_missing(pika, ".venv missing: scripts/python-peers.sh"),
+        }
+        .emit()
+        .expect("bench rows");
         println!(
             "| {queue_type} | {ra:.0}/s | {rb:.0}/s | {c_text} | {:.2}x | {ac_text} |",
             ra / rb

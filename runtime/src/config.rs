@@ -9,7 +9,9 @@
 //! | `SAFECITY_HANDLER_TIMEOUT` | `60s` | an attempt running longer fails and is retried |
 //! | `SAFECITY_SHUTDOWN_GRACE` | `25s` | time in-flight handlers get to finish on SIGTERM |
 //! | `SAFECITY_RECONNECT_MAX_DELAY` | `10s` | cap of the reconnect backoff |
-//! | `SAFECITY_QUEUE_TYPE` | `quorum` | `quorum` or `classic` |
+//! | `SAFECITY_QUEUE_TYPE` | `quorum` | `quorum` or `classic` (events; a frames-only work queue is always a bounded classic queue) |
+//! | `SAFECITY_FRAME_BUDGET` | `10s` | frames queue: the longest a frame waits (message TTL); the detector marks alerts from older frames `late` |
+//! | `SAFECITY_FRAMES_MAX_LENGTH` | `1000` | frames queue: the most frames waiting; the oldest is dropped first |
 //! | `SAFECITY_HTTP_ADDR` | `0.0.0.0:9090` | `/healthz`, `/readyz`, `/metrics`; `off` disables |
 //! | `SAFECITY_LOG_FORMAT` | `text` | `text` or `json` |
 
@@ -17,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use safecity_events::QueueType;
+use safecity_events::topology::FrameBounds;
 use safecity_shell::LogFormat;
 use safecity_shell::env::{Env, EnvError, parse_duration, process_env, redact_url};
 
@@ -39,6 +42,8 @@ pub struct RuntimeConfig {
     pub reconnect_max_delay: Duration,
     /// Queue type of the function's durable queues.
     pub queue_type: QueueType,
+    /// The bounds of a frames-only work queue.
+    pub frame_bounds: FrameBounds,
     /// Address of the health and metrics endpoint, if enabled.
     pub http_addr: Option<SocketAddr>,
     /// Log line format.
@@ -56,6 +61,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
             .field("queue_type", &self.queue_type)
+            .field("frame_bounds", &self.frame_bounds)
             .field("http_addr", &self.http_addr)
             .field("log_format", &self.log_format)
             .finish()
@@ -116,6 +122,10 @@ impl RuntimeConfig {
             shutdown_grace: env.duration("SAFECITY_SHUTDOWN_GRACE", "25s")?,
             reconnect_max_delay: env.positive_duration("SAFECITY_RECONNECT_MAX_DELAY", "10s")?,
             queue_type: env.from_str("SAFECITY_QUEUE_TYPE", "quorum")?,
+            frame_bounds: FrameBounds {
+                budget: env.positive_duration("SAFECITY_FRAME_BUDGET", "10s")?,
+                max_frames: env.integer("SAFECITY_FRAMES_MAX_LENGTH", "1000", 1..=u32::MAX)?,
+            },
             http_addr: env.listen_addr("SAFECITY_HTTP_ADDR", "0.0.0.0:9090")?,
             log_format: env.from_str("SAFECITY_LOG_FORMAT", "text")?,
         })

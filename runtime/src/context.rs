@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use safecity_events::topology::FrameBounds;
 use safecity_events::{
     Attributes, CloudEvent, DecodeError, EventData, PublishError, Publisher, TraceParent,
 };
@@ -42,6 +43,7 @@ pub struct Context {
     shutdown: CancellationToken,
     span: Span,
     trace: TraceParent,
+    frame_budget: Duration,
     sink: Sink,
 }
 
@@ -66,6 +68,7 @@ pub(crate) struct AttemptInfo {
     pub shutdown: CancellationToken,
     pub span: Span,
     pub trace: TraceParent,
+    pub frame_budget: Duration,
 }
 
 impl Context {
@@ -82,8 +85,15 @@ impl Context {
             shutdown: info.shutdown,
             span: info.span,
             trace: info.trace,
+            frame_budget: info.frame_budget,
             sink,
         }
+    }
+
+    /// The frame budget (`SAFECITY_FRAME_BUDGET`): the broker drops frames
+    /// that waited longer, and an alert from an older frame is late.
+    pub fn frame_budget(&self) -> Duration {
+        self.frame_budget
     }
 
     /// The function's name.
@@ -169,18 +179,20 @@ pub struct TestContext {
     attributes: Option<Attributes>,
     attempt: u32,
     timeout: Duration,
+    frame_budget: Duration,
     shutdown: CancellationToken,
     recorded: Arc<Mutex<Vec<Emitted>>>,
 }
 
 impl TestContext {
-    /// A context for `function`, first attempt, 60 s deadline.
+    /// A context for `function`, first attempt, 60 s deadline, 10 s frame budget.
     pub fn new(function: &str) -> Self {
         TestContext {
             function: function.to_owned(),
             attributes: None,
             attempt: 1,
             timeout: Duration::from_secs(60),
+            frame_budget: FrameBounds::default().budget,
             shutdown: CancellationToken::new(),
             recorded: Arc::default(),
         }
@@ -195,6 +207,12 @@ impl TestContext {
     /// Sets the time the handler gets.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the frame budget the handler sees (default 10 s).
+    pub fn frame_budget(mut self, budget: Duration) -> Self {
+        self.frame_budget = budget;
         self
     }
 
@@ -226,6 +244,7 @@ impl TestContext {
                 shutdown: self.shutdown.clone(),
                 span: tracing::info_span!("test_handler", function = %self.function),
                 trace,
+                frame_budget: self.frame_budget,
             },
             Sink::Recorder(self.recorded.clone()),
         )

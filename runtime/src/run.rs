@@ -280,12 +280,13 @@ async fn open<F: Function>(
     .map_err(SessionEnd::lost)?;
     let declared = bounded(
         "declaring the topology",
-        topology::declare_function(
+        topology::declare_function_bounded(
             publisher.channel(),
             &shared.queues,
             &state.subscriptions,
             shared.config.queue_type,
             &shared.config.retry_delays,
+            shared.config.frame_bounds,
         ),
     )
     .await

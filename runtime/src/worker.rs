@@ -179,6 +179,7 @@ pub(crate) async fn handle_delivery<F: Function>(
             shutdown: shared.shutdown.clone(),
             span: span.clone(),
             trace,
+            frame_budget: shared.config.frame_bounds.budget,
         },
         session.publisher.clone(),
     );

@@ -373,6 +373,7 @@ async fn the_example_function_drains_and_exits_zero_on_sigterm() {
             height: 360,
         },
         snapshot: None,
+        frame_age: None,
     };
     client
         .publish_raw(

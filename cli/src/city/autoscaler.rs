@@ -102,6 +102,55 @@ pub struct FunctionStatus {
     pub replica_pids: Vec<u32>,
 }
 
+/// What the scaler says of one ScaledObject, as KEDA asks it each poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalerView {
+    /// `IsActive`.
+    pub active: bool,
+    /// `GetMetrics`: the metric's value (pending work, or backlog seconds).
+    pub metric: f64,
+    /// `GetMetricSpec`: the target per replica.
+    pub target: f64,
+    /// The metric's name.
+    pub metric_name: String,
+}
+
+/// Asks the scaler what KEDA asks it every `pollingInterval`: `IsActive`,
+/// `GetMetricSpec` and `GetMetrics`; `None` when it names no metric.
+pub async fn ask_scaler(
+    client: &mut ExternalScalerClient<Channel>,
+    reference: &ScaledObjectRef,
+) -> Result<Option<ScalerView>, tonic::Status> {
+    let active = client
+        .is_active(reference.clone())
+        .await?
+        .into_inner()
+        .result;
+    let spec = client
+        .get_metric_spec(reference.clone())
+        .await?
+        .into_inner();
+    let Some(metric_spec) = spec.metric_specs.first() else {
+        return Ok(None);
+    };
+    let values = client
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(reference.clone()),
+            metric_name: metric_spec.metric_name.clone(),
+        })
+        .await?
+        .into_inner();
+    Ok(Some(ScalerView {
+        active,
+        metric: values
+            .metric_values
+            .first()
+            .map_or(0.0, |v| v.metric_value_float),
+        target: metric_spec.target_size_float,
+        metric_name: metric_spec.metric_name.clone(),
+    }))
+}
+
 /// The shared status of every function, by ScaledObject name.
 pub type Statuses = Arc<Mutex<BTreeMap<String, FunctionStatus>>>;
 
@@ -136,14 +185,9 @@ pub async fn control(
     statuses: Statuses,
     cancel: CancellationToken,
 ) {
-    let Some(trigger) = so.triggers.first() else {
+    let Some(reference) = so.scaler_ref() else {
         warn!(scaled_object = %so.name, "no triggers: not scaled");
         return;
-    };
-    let reference = ScaledObjectRef {
-        name: so.name.clone(),
-        namespace: so.namespace.clone(),
-        scaler_metadata: trigger.metadata.clone(),
     };
     statuses.lock().expect("statuses").insert(
         so.name.clone(),
@@ -264,43 +308,20 @@ impl Controller {
     }
 
     async fn poll(&mut self) {
-        let mut client = self.client.clone();
-        let active = client.is_active(self.reference.clone()).await;
-        let spec = client.get_metric_spec(self.reference.clone()).await;
-        let (active, metric, target, name) = match (active, spec) {
-            (Ok(active), Ok(spec)) => {
-                let active = active.into_inner().result;
-                let spec = spec.into_inner();
-                let Some(metric_spec) = spec.metric_specs.first() else {
-                    return;
-                };
-                let value = client
-                    .get_metrics(GetMetricsRequest {
-                        scaled_object_ref: Some(self.reference.clone()),
-                        metric_name: metric_spec.metric_name.clone(),
-                    })
-                    .await;
-                let Ok(value) = value else {
-                    self.poll_failed().await;
-                    return;
-                };
-                let metric = value
-                    .into_inner()
-                    .metric_values
-                    .first()
-                    .map_or(0.0, |v| v.metric_value_float);
-                (
-                    active,
-                    metric,
-                    metric_spec.target_size_float,
-                    metric_spec.metric_name.clone(),
-                )
-            }
-            _ => {
+        let view = match ask_scaler(&mut self.client.clone(), &self.reference).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return,
+            Err(_) => {
                 self.poll_failed().await;
                 return;
             }
         };
+        let ScalerView {
+            active,
+            metric,
+            target,
+            metric_name: name,
+        } = view;
         self.failed_polls = 0;
         self.status(|s| {
             s.active = active;

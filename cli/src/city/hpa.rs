@@ -155,13 +155,23 @@ impl Hpa {
                 .filter(move |(at, _)| now.saturating_duration_since(*at) <= window)
                 .map(|(_, r)| *r)
         };
-        // Down: the highest recommendation of the window; up: the lowest.
-        let highest = in_window(behavior.scale_down.stabilization)
-            .max()
-            .unwrap_or(recommendation);
-        let lowest = in_window(behavior.scale_up.stabilization)
-            .min()
-            .unwrap_or(recommendation);
+        // Down: the highest recommendation of the window; up: the lowest. A
+        // zero window is this recommendation alone (not earlier ones made
+        // at the same instant).
+        let highest = if behavior.scale_down.stabilization.is_zero() {
+            recommendation
+        } else {
+            in_window(behavior.scale_down.stabilization)
+                .max()
+                .unwrap_or(recommendation)
+        };
+        let lowest = if behavior.scale_up.stabilization.is_zero() {
+            recommendation
+        } else {
+            in_window(behavior.scale_up.stabilization)
+                .min()
+                .unwrap_or(recommendation)
+        };
         let stabilized = if recommendation < current {
             highest.min(current)
         } else if recommendation > current {

@@ -36,6 +36,19 @@ pub enum ScaledObjectError {
     Yaml(String),
 }
 
+impl ScaledObject {
+    /// What KEDA sends the external scaler for this object: its name,
+    /// namespace and first trigger's metadata; `None` without triggers.
+    pub fn scaler_ref(&self) -> Option<safecity_scaler::pb::ScaledObjectRef> {
+        let trigger = self.triggers.first()?;
+        Some(safecity_scaler::pb::ScaledObjectRef {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            scaler_metadata: trigger.metadata.clone(),
+        })
+    }
+}
+
 /// One trigger of a ScaledObject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {

@@ -50,6 +50,7 @@ fn event(
             height: 360,
         },
         snapshot: None,
+        frame_age: None,
     }
 }
 

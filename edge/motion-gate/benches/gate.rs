@@ -27,14 +27,25 @@
 //! files: the headline baseline. It also runs the gate on libjpeg-turbo's
 //! own reduced decodes, `imdecode(IMREAD_REDUCED_GRAYSCALE_4)` at 640x360
 //! and `_8` (DC-only) at 1280x720 (a second table). All report how many frames had motion, as a sanity
-//! check that they did comparable work. `SAFECITY_BENCH_SECONDS` sets the
+//! check that they did comparable work. A third table runs both gates again
+//! with **motion masks on** (a tree and a shop sign drawn as registry
+//! polygons, rasterised by the gate; the OpenCV peer gets the same mask as a
+//! `mean(.., mask)` and a `bitwise_and` before `countNonZero`), against the
+//! unmasked spec'd OpenCV gate and the masked one. `SAFECITY_BENCH_SECONDS` sets the
 //! time per measurement (3, split over 3 interleaved rounds; the best round
 //! counts: the machine may be shared).
+//!
+//! Quick mode (`SAFECITY_BENCH_QUICK=1`): 0.3 s per measurement in one
+//! round. With `SAFECITY_BENCH_ROWS` set, the gate with decode against both
+//! OpenCV gates (`IMREAD_GRAYSCALE` and the reduced decode) is also appended
+//! as rows for `safecity bench`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use safecity_bench_rows::{Better, Row};
+use safecity_cameras::Polygon;
 use safecity_cctv_sim::scene::{Background, Scene, SceneObject, SceneSpec, encode_jpeg};
 use safecity_motion_gate::decode::{decode_for_work, decode_into};
 use safecity_motion_gate::{ImageView, MotionConfig, MotionDetector, Trigger, TriggerConfig};
@@ -44,6 +55,9 @@ import json, sys, time
 import cv2, numpy as np
 cv2.setNumThreads(1)
 folder, seconds = sys.argv[1], float(sys.argv[2])
+# Optional: the Rust gate's rasterised motion mask (160x90 bytes, 255 = counted).
+keep = np.fromfile(sys.argv[3], np.uint8).reshape(90, 160) if len(sys.argv) > 3 else None
+min_changed = int(np.ceil(0.005 * (160 * 90 if keep is None else cv2.countNonZero(keep))))
 import glob
 blobs = [open(p, 'rb').read() for p in sorted(glob.glob(folder + '/*.jpg'))]
 arrays = [np.frombuffer(b, np.uint8) for b in blobs]
@@ -58,13 +72,18 @@ class Gate:
         if self.bg is None:
             self.bg = blur.astype(np.float32)
             return False
-        offset = cv2.mean(blur)[0] - cv2.mean(self.bg)[0]
+        if keep is None:
+            offset = cv2.mean(blur)[0] - cv2.mean(self.bg)[0]
+        else:
+            offset = cv2.mean(blur, keep)[0] - cv2.mean(self.bg, keep)[0]
         ref = cv2.convertScaleAbs(self.bg, alpha=1.0, beta=offset)
         diff = cv2.absdiff(blur, ref)
         _, mask = cv2.threshold(diff, 25, 255, cv2.THRESH_BINARY)
+        if keep is not None:
+            mask = cv2.bitwise_and(mask, keep)
         changed = cv2.countNonZero(mask)
         cv2.accumulateWeighted(blur, self.bg, 0.05)
-        motion = changed >= 72  # 0.5% of 160x90
+        motion = changed >= min_changed  # 0.5% of the counted pixels
         self.streak = self.streak + 1 if motion else 0
         return motion
 
@@ -106,7 +125,6 @@ if R8 is not None:
 print(json.dumps(result))
 "#;
 
-const ROUNDS: usize = 3;
 /// The gate's work size (`MotionConfig::default()`).
 const WORK: (u32, u32) = (160, 90);
 
@@ -157,38 +175,61 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let seconds: f64 = std::env::var("SAFECITY_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let seconds: f64 = safecity_bench_rows::setting("SAFECITY_BENCH_SECONDS", 3.0, 0.3);
+    let rounds: usize = if safecity_bench_rows::quick() { 1 } else { 3 };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
     let work = std::env::temp_dir().join(format!("safecity-gate-bench-{}", std::process::id()));
     println!(
-        "Motion gate, one thread, best of {ROUNDS} interleaved rounds ({seconds} s per measurement in all); work image 160x90.\n"
+        "Motion gate, one thread, best of {rounds} interleaved rounds ({seconds} s per measurement in all); work image 160x90.\n"
     );
     println!(
         "| frames | gate excl. decode (Rust) | OpenCV excl. decode | ratio | gate incl. decode (Rust) | OpenCV incl. decode | ratio | decode only Rust / OpenCV | motion frames Rust / OpenCV |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut reduced_rows = Vec::new();
+    let mut masked_rows = Vec::new();
+    let ratio = |a: f64, b: Option<f64>| b.map_or("n/a".to_owned(), |b| format!("{:.2}x", a / b));
+    let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0}/s"));
+    let motion = |m: Option<usize>| m.map_or("n/a".to_owned(), |m| m.to_string());
     for (w, h, count) in [(640u32, 360u32, 120u64), (1280, 720, 60)] {
         let dir = work.join(format!("{w}x{h}"));
         let jpegs = write_scene(&dir, w, h, count);
-        // The machine is shared: interleave the two gates over ROUNDS rounds
+        // The machine is shared: interleave the two gates over `rounds` rounds
         // and keep each one's best (least disturbed) rate.
-        let mut rust = measure_rust(&jpegs, seconds / ROUNDS as f64);
-        let mut py = measure_python(&python, &dir, seconds / ROUNDS as f64);
-        for _ in 1..ROUNDS {
-            rust = best(rust, measure_rust(&jpegs, seconds / ROUNDS as f64));
+        let per = seconds / rounds as f64;
+        let masks = bench_masks();
+        let keep = dir.join("mask-160x90.u8");
+        std::fs::write(&keep, keep_bytes(&jpegs[0], &masks)).expect("mask file");
+        let mut rust = measure_rust(&jpegs, per, &[]);
+        let mut py = measure_python(&python, &dir, per, None);
+        let mut rust_masked = measure_rust(&jpegs, per, &masks);
+        let mut py_masked = measure_python(&python, &dir, per, Some(&keep));
+        for _ in 1..rounds {
+            rust = best(rust, measure_rust(&jpegs, per, &[]));
             if let Some(p) = py {
-                py = measure_python(&python, &dir, seconds / ROUNDS as f64).map(|q| best(p, q));
+                py = measure_python(&python, &dir, per, None).map(|q| best(p, q));
+            }
+            rust_masked = best(rust_masked, measure_rust(&jpegs, per, &masks));
+            if let Some(p) = py_masked {
+                py_masked = measure_python(&python, &dir, per, Some(&keep)).map(|q| best(p, q));
             }
         }
-        let ratio =
-            |a: f64, b: Option<f64>| b.map_or("n/a".to_owned(), |b| format!("{:.2}x", a / b));
-        let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0}/s"));
-        let motion = |m: Option<usize>| m.map_or("n/a".to_owned(), |m| m.to_string());
+        masked_rows.push(format!(
+            "| {w}x{h} | {:.0}/s | {} | {} | {} | {} | {:.0}/s | {} | {} | {:.2}x | {} / {} / {} |",
+            rust_masked.incl,
+            fmt(py.as_ref().map(|p| p.incl)),
+            ratio(rust_masked.incl, py.as_ref().map(|p| p.incl)),
+            fmt(py_masked.as_ref().map(|p| p.incl)),
+            ratio(rust_masked.incl, py_masked.as_ref().map(|p| p.incl)),
+            rust_masked.excl,
+            fmt(py.as_ref().map(|p| p.excl)),
+            ratio(rust_masked.excl, py.as_ref().map(|p| p.excl)),
+            rust_masked.incl / rust.incl,
+            rust_masked.motion,
+            motion(py_masked.as_ref().map(|p| p.motion)),
+            rust.motion,
+        ));
         println!(
             "| {w}x{h} | {:.0}/s | {} | {} | {:.0}/s | {} | {} | {:.0}/s / {} | {} / {} (full-res Rust: {}) |",
             rust.excl,
@@ -203,6 +244,7 @@ fn main() {
             motion(py.as_ref().map(|p| p.motion)),
             rust.motion_full,
         );
+        emit_rows(w, h, &rust, py.as_ref());
         if let Some(r) = py.as_ref().and_then(|p| p.reduced) {
             reduced_rows.push(format!(
                 "| {w}x{h} | {:.0}/s | {:.0}/s | {:.2}x | {:.0}/s / {:.0}/s | {} / {} |",
@@ -228,7 +270,77 @@ fn main() {
             println!("{row}");
         }
     }
+    println!(
+        "\nWith motion masks on (a tree and a shop sign, {:.0} % of the work image masked), same rounds; the baseline is the spec'd OpenCV gate above (no masks), and OpenCV with the same rasterised mask (`mean(.., mask)`, `bitwise_and` before `countNonZero`):\n",
+        masked_share() * 100.0
+    );
+    println!(
+        "| frames | gate incl. decode, masks (Rust) | OpenCV incl. decode | ratio | OpenCV incl. decode, masks | ratio | gate excl. decode, masks (Rust) | OpenCV excl. decode | ratio | masks on / off (Rust, incl.) | motion frames Rust masks / OpenCV masks / Rust no masks |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in masked_rows {
+        println!("{row}");
+    }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The gate with decode against both OpenCV gates, as rows for `safecity bench`.
+fn emit_rows(w: u32, h: u32, rust: &Rates, py: Option<&Rates>) {
+    let row = || {
+        Row::new(
+            "gate",
+            format!("{w}x{h} JPEG -> motion, decode included, 1 thread"),
+            rust.incl,
+            "frames/s",
+            Better::Higher,
+        )
+    };
+    let grayscale = "OpenCV gate, cv2.imdecode(IMREAD_GRAYSCALE)";
+    let reduced = if w >= 8 * WORK.0 {
+        "OpenCV gate, libjpeg-turbo reduced decode (IMREAD_REDUCED_GRAYSCALE_8)"
+    } else {
+        "OpenCV gate, libjpeg-turbo reduced decode (IMREAD_REDUCED_GRAYSCALE_4)"
+    };
+    let missing = "no .venv with OpenCV: scripts/python-peers.sh";
+    let rows = match py {
+        Some(py) => [
+            row().baseline(grayscale, py.incl),
+            match py.reduced {
+                Some(r) => row().baseline(reduced, r.incl),
+                None => row().baseline_missing(reduced, "frames too small for it"),
+            },
+        ],
+        None => [
+            row().baseline_missing(grayscale, missing),
+            row().baseline_missing(reduced, missing),
+        ],
+    };
+    for row in rows {
+        row.emit().expect("bench rows");
+    }
+}
+
+/// The bench masks rasterised by the gate itself on a first frame: 160x90
+/// bytes, 255 where pixels are counted, 0 where masked (the OpenCV peer's mask).
+fn keep_bytes(jpeg: &[u8], masks: &[Polygon]) -> Vec<u8> {
+    let mut gate = RustGate::new(masks);
+    let mut pixels = Vec::new();
+    let d = decode_for_work(jpeg, &mut pixels, WORK.0, WORK.1).expect("decode");
+    gate.step(d.width, d.height, d.channels, &pixels);
+    gate.detector
+        .masked()
+        .into_iter()
+        .map(|masked| if masked { 0 } else { 255 })
+        .collect()
+}
+
+/// The share of the work image the bench masks cover.
+fn masked_share() -> f64 {
+    let mut gate = RustGate::new(&bench_masks());
+    let frame = vec![0u8; 640 * 360];
+    gate.step(640, 360, 1, &frame);
+    let masked = gate.detector.masked();
+    masked.iter().filter(|&&m| m).count() as f64 / masked.len() as f64
 }
 
 fn write_scene(dir: &Path, w: u32, h: u32, count: u64) -> Vec<Vec<u8>> {
@@ -254,6 +366,7 @@ fn write_scene(dir: &Path, w: u32, h: u32, count: u64) -> Vec<Vec<u8>> {
         height: (80.0 * s) as u32,
         color: [40, 40, 60],
         sprite: None,
+        ..SceneObject::default()
     });
     spec.objects.push(SceneObject {
         enter: 40,
@@ -266,6 +379,7 @@ fn write_scene(dir: &Path, w: u32, h: u32, count: u64) -> Vec<Vec<u8>> {
         height: (50.0 * s) as u32,
         color: [200, 30, 30],
         sprite: None,
+        ..SceneObject::default()
     });
     let scene = Scene::new(spec).expect("scene");
     (0..count)
@@ -283,10 +397,24 @@ struct RustGate {
     at: Duration,
 }
 
+/// Two motion masks a camera operator would draw on the bench street: a
+/// tree at the top left and a shop sign at the top right (about 19 % of the
+/// frame), clear of the people and cars below.
+fn bench_masks() -> Vec<Polygon> {
+    [
+        vec![[0.0, 0.0], [0.3, 0.0], [0.3, 0.45], [0.0, 0.45]],
+        vec![[0.7, 0.0], [1.0, 0.0], [1.0, 0.35]],
+    ]
+    .into_iter()
+    .map(|points| Polygon::new(points.into_iter().map(Into::into).collect()))
+    .collect()
+}
+
 impl RustGate {
-    fn new() -> Self {
+    fn new(masks: &[Polygon]) -> Self {
         RustGate {
-            detector: MotionDetector::new(MotionConfig::default()).expect("config"),
+            detector: MotionDetector::with_masks(MotionConfig::default(), masks.to_vec())
+                .expect("config"),
             trigger: Trigger::new(TriggerConfig::default()).expect("config"),
             at: Duration::ZERO,
         }
@@ -323,7 +451,7 @@ fn rate<T>(items: &[T], seconds: f64, mut step: impl FnMut(&T)) -> f64 {
     }
 }
 
-fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
+fn measure_rust(jpegs: &[Vec<u8>], seconds: f64, masks: &[Polygon]) -> Rates {
     let decoded: Vec<(u32, u32, u8, Vec<u8>)> = jpegs
         .iter()
         .map(|j| {
@@ -332,12 +460,12 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
             (d.width, d.height, d.channels, px)
         })
         .collect();
-    let mut gate = RustGate::new();
+    let mut gate = RustGate::new(masks);
     let motion_full = decoded
         .iter()
         .filter(|(w, h, c, px)| gate.step(*w, *h, *c, px))
         .count();
-    let mut gate = RustGate::new();
+    let mut gate = RustGate::new(masks);
     let mut pixels = Vec::new();
     let motion = jpegs
         .iter()
@@ -346,11 +474,11 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
             gate.step(d.width, d.height, d.channels, &pixels)
         })
         .count();
-    let mut gate = RustGate::new();
+    let mut gate = RustGate::new(masks);
     let excl = rate(&decoded, seconds, |(w, h, c, px)| {
         std::hint::black_box(gate.step(*w, *h, *c, px));
     });
-    let mut gate = RustGate::new();
+    let mut gate = RustGate::new(masks);
     let incl = rate(jpegs, seconds, |j| {
         let d = decode_for_work(j, &mut pixels, WORK.0, WORK.1).expect("decode");
         std::hint::black_box(gate.step(d.width, d.height, d.channels, &pixels));
@@ -368,7 +496,12 @@ fn measure_rust(jpegs: &[Vec<u8>], seconds: f64) -> Rates {
     }
 }
 
-fn measure_python(python: &PathBuf, dir: &Path, seconds: f64) -> Option<Rates> {
+fn measure_python(
+    python: &PathBuf,
+    dir: &Path,
+    seconds: f64,
+    keep: Option<&Path>,
+) -> Option<Rates> {
     if !python.exists() {
         eprintln!(
             "no {} (run scripts/python-peers.sh): OpenCV columns are n/a",
@@ -380,6 +513,7 @@ fn measure_python(python: &PathBuf, dir: &Path, seconds: f64) -> Option<Rates> {
         .args(["-c", PYTHON_GATE])
         .arg(dir)
         .arg(seconds.to_string())
+        .args(keep)
         .env("OMP_NUM_THREADS", "1")
         .env("OPENBLAS_NUM_THREADS", "1")
         .output()

@@ -194,6 +194,7 @@ mod tests {
             height: 30,
             color: [200, 30, 30],
             sprite: None,
+            ..SceneObject::default()
         });
         let scene = Scene::new(spec).expect("scene");
         encode_jpeg(&scene.render(0), 90).expect("encode")

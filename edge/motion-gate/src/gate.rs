@@ -73,9 +73,11 @@ pub struct CameraGate {
 }
 
 impl CameraGate {
-    /// A gate for `camera` with validated parameters.
+    /// A gate for `camera`, ignoring motion inside `masks` (relative
+    /// polygons from the registry), with validated parameters.
     pub fn new(
         camera: Camera,
+        masks: Vec<safecity_cameras::Polygon>,
         params: &GateParams,
         output: OutputSettings,
         metrics: Arc<GateMetrics>,
@@ -83,7 +85,7 @@ impl CameraGate {
         Ok(CameraGate {
             label: GateMetrics::camera(&camera.id),
             camera,
-            detector: MotionDetector::new(params.motion.clone())?,
+            detector: MotionDetector::with_masks(params.motion.clone(), masks)?,
             trigger: Trigger::new(params.trigger.clone())?,
             output,
             pixels: Vec::new(),
@@ -218,7 +220,7 @@ mod tests {
             latitude: 37.5,
             longitude: 127.0,
         };
-        CameraGate::new(camera, &params, output, metrics).expect("gate")
+        CameraGate::new(camera, Vec::new(), &params, output, metrics).expect("gate")
     }
 
     /// A gray 320x180 frame; from frame 1 a white box fills its left half.
@@ -246,6 +248,7 @@ mod tests {
             height,
             color: [250, 250, 250],
             sprite: None,
+            ..SceneObject::default()
         });
         Scene::new(spec).expect("scene")
     }

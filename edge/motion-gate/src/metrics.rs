@@ -25,6 +25,12 @@ pub enum DropReason {
     Unroutable,
     /// The broker refused it.
     Nacked,
+    /// Published, then expired in the frames queue: older than the frame
+    /// budget before a detector took it (counted from the broker's
+    /// dead-letters, see `publisher::dropped`).
+    Expired,
+    /// Published, then pushed out of a full frames queue by newer frames.
+    QueueFull,
 }
 
 impl EncodeLabelValue for DropReason {
@@ -34,6 +40,8 @@ impl EncodeLabelValue for DropReason {
                 DropReason::BufferFull => "buffer_full",
                 DropReason::Unroutable => "unroutable",
                 DropReason::Nacked => "nacked",
+                DropReason::Expired => "expired",
+                DropReason::QueueFull => "queue_full",
             },
             encoder,
         )
@@ -89,7 +97,8 @@ pub struct GateMetrics {
     pub frames_forwarded: Family<CameraLabel, Counter>,
     /// Frames confirmed by the broker.
     pub frames_published: Family<CameraLabel, Counter>,
-    /// Frames that never reached the broker, by reason.
+    /// Frames that never reached a detector, by reason (the gate's own drops
+    /// and those the broker reports from the bounded frames queue).
     pub frames_dropped: Family<DropLabel, Counter>,
     /// Frames that failed to decode.
     pub frames_corrupt: Family<CameraLabel, Counter>,

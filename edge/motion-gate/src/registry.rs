@@ -13,51 +13,28 @@
 //! latitude = 37.4979
 //! longitude = 127.0276
 //! source = "http://127.0.0.1:8701/cameras/seoul-gangnam-01.mjpg"
+//! [[cameras.masks]]      # optional: motion here is ignored (relative 0..=1 coordinates)
+//! points = [[0.0, 0.0], [0.3, 0.0], [0.3, 0.4], [0.0, 0.4]]
+//! [[cameras.zones]]      # optional: named areas for the detector (the gate ignores them)
+//! name = "crossing"
+//! points = [[0.1, 0.6], [0.9, 0.6], [0.9, 1.0], [0.1, 1.0]]
 //! [cameras.sim]          # optional: how cctv-sim renders this camera (its SceneSpec)
 //! seed = 7
 //! ```
+//!
+//! The `[[cameras]]` model is `safecity-cameras`' (shared with the detector
+//! and caption); this file adds the gate's `[gate]` table and source URLs.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use safecity_events::Camera;
 use serde::{Deserialize, Serialize};
+
+pub use safecity_cameras::registry::validate_cameras;
+pub use safecity_cameras::{CameraEntry, Mask, RegistryError, Zone};
 
 use crate::motion::MotionConfig;
 use crate::source::SourceUrl;
 use crate::trigger::TriggerConfig;
-
-/// Errors loading a registry.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The file could not be read.
-    #[error("reading camera registry `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown/missing fields.
-    #[error("camera registry `{path}`: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, with line and column.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("camera registry `{path}`: `{field}` {reason}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Which field, e.g. `cameras[2].latitude`.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// Gate parameters shared by all cameras of the file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,41 +46,9 @@ pub struct GateParams {
     pub trigger: TriggerConfig,
 }
 
-/// One camera of the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraEntry {
-    /// Stable id, e.g. `busan-haeundae-01`.
-    pub id: String,
-    /// Edge region (the routing key of its frames).
-    pub region: String,
-    /// WGS 84 latitude.
-    pub latitude: f64,
-    /// WGS 84 longitude.
-    pub longitude: f64,
-    /// `http://host:port/path` (MJPEG) or `dir:///path?fps=15` (JPEG files).
-    pub source: String,
-    /// How the CCTV simulator renders this camera (its scene); the gate
-    /// does not read it (see `safecity-cctv-sim`).
-    #[serde(default)]
-    pub sim: Option<toml::Table>,
-}
-
-impl CameraEntry {
-    /// The camera as frames describe it.
-    pub fn camera(&self) -> Camera {
-        Camera {
-            id: self.id.clone(),
-            region: self.region.clone(),
-            latitude: self.latitude,
-            longitude: self.longitude,
-        }
-    }
-
-    /// The parsed source URL.
-    pub fn source_url(&self) -> Result<SourceUrl, String> {
-        self.source.parse()
-    }
+/// The parsed source URL of a camera.
+pub fn source_url(entry: &CameraEntry) -> Result<SourceUrl, String> {
+    entry.source.parse()
 }
 
 /// A parsed and validated registry.
@@ -113,7 +58,8 @@ pub struct Registry {
     /// Gate parameters.
     #[serde(default)]
     pub gate: GateParams,
-    /// The cameras.
+    /// The cameras (the shared model of `safecity-cameras`: masks, zones,
+    /// place names, the simulator's scene).
     pub cameras: Vec<CameraEntry>,
 }
 
@@ -151,23 +97,9 @@ impl Registry {
             .trigger
             .validate()
             .map_err(|e| invalid("gate.trigger".into(), e.to_string()))?;
-        let mut ids = HashSet::new();
+        validate_cameras(&self.cameras, path)?;
         for (i, entry) in self.cameras.iter().enumerate() {
-            entry.camera().validate().map_err(|(field, reason)| {
-                invalid(
-                    format!("cameras[{i}].{}", field.trim_start_matches("camera.")),
-                    reason,
-                )
-            })?;
-            if !ids.insert(entry.id.as_str()) {
-                return Err(invalid(
-                    format!("cameras[{i}].id"),
-                    format!("`{}` is listed twice", entry.id),
-                ));
-            }
-            entry
-                .source_url()
-                .map_err(|reason| invalid(format!("cameras[{i}].source"), reason))?;
+            source_url(entry).map_err(|reason| invalid(format!("cameras[{i}].source"), reason))?;
         }
         Ok(())
     }
@@ -209,6 +141,16 @@ source = "http://127.0.0.1:1/a"
         assert!(err.to_string().contains("cameras[0].source"), "{err}");
         let err = Registry::parse("[[cameras]]\nid = 1", Path::new("r.toml")).expect_err("bad");
         assert!(matches!(err, RegistryError::Parse { .. }), "{err}");
+        let bad_mask = format!(
+            "{}[[cameras.masks]]\nname = \"tv\"\npoints = [[0.1, 0.1], [0.2, 0.1]]\n",
+            text.replace("ftp://", "http://")
+        );
+        let err = Registry::parse(&bad_mask, Path::new("r.toml")).expect_err("two points");
+        let err = err.to_string();
+        assert!(
+            err.contains("cameras[0].masks[0]") && err.contains("camera `a`, mask `tv`"),
+            "{err}"
+        );
     }
 
     #[test]

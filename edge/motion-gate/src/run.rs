@@ -15,7 +15,7 @@ use crate::config::GateConfig;
 use crate::gate::{CameraGate, GateError};
 use crate::metrics::GateMetrics;
 use crate::publisher::{self, FrameBuffer};
-use crate::registry::Registry;
+use crate::registry::{Registry, source_url};
 
 /// Why a gate did not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +88,10 @@ pub async fn start(
             camera: entry.id.clone(),
             reason,
         };
-        let source = entry.source_url().map_err(camera_error)?;
+        let source = source_url(entry).map_err(camera_error)?;
         let gate = CameraGate::new(
             entry.camera(),
+            entry.mask_polygons(),
             &registry.gate,
             config.output,
             metrics.clone(),
@@ -117,6 +118,12 @@ pub async fn start(
     tasks.spawn(async move {
         let _ = http_task.await;
     });
+    tasks.spawn(publisher::dropped::run(
+        config.publisher.broker("safecity-motion-gate-dropped"),
+        config.region.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(publisher::run(
         config.publisher.clone(),
         buffer.clone(),

@@ -174,6 +174,7 @@ async fn a_photo_with_a_pasted_object_forwards_while_it_moves() {
         height: 64,
         color: [0, 0, 0],
         sprite: Some(bus),
+        ..SceneObject::default()
     });
     let seqs = gate_photo_scene("photo-object", spec, 150).await;
     let (first, last) = one_burst(&seqs);

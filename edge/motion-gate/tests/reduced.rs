@@ -167,6 +167,7 @@ fn reduced_bytes_are_the_block_means_of_the_scene_encoder() {
         height: 200,
         color: [60, 90, 160],
         sprite: None,
+        ..SceneObject::default()
     });
     let scene = Scene::new(spec.clone()).expect("scene");
     let jpeg = encode_jpeg(&scene.render(0), 80).expect("encode");

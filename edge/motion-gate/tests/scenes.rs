@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use safecity_cctv_sim::scene::{Drift, SceneSpec};
+use safecity_cameras::{Mask, Polygon};
+use safecity_cctv_sim::scene::{Drift, SceneObject, SceneSpec};
 use safecity_events::Frame;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -113,5 +114,159 @@ async fn an_object_entering_forwards_within_n_frames_and_stopping_ends_after_the
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "one contiguous burst: {seqs:?}"
+    );
+}
+
+/// A television in the top-left quarter of a 160x90 street: a bright screen
+/// switching on and off every 2 frames (at 50 fps), for ever.
+fn television() -> SceneObject {
+    SceneObject {
+        enter: 0,
+        x: 12.0,
+        y: 6.0,
+        width: 40,
+        height: 28,
+        color: [250, 250, 250],
+        blink_frames: 2,
+        ..SceneObject::default()
+    }
+}
+
+/// The mask an operator draws around the television, with a little margin
+/// (relative coordinates: x 0.05..0.35, y 0.03..0.42 of the frame).
+fn television_mask() -> Mask {
+    Mask {
+        name: Some("tv".to_owned()),
+        points: Polygon::new(
+            [[0.05, 0.03], [0.35, 0.03], [0.35, 0.42], [0.05, 0.42]]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        ),
+    }
+}
+
+/// The same flickering scene on two cameras, one with the television
+/// masked: the unmasked camera forwards (the flicker is motion), the masked
+/// one forwards nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masked_flickering_region_forwards_nothing() {
+    let n = frames(1500, 150);
+    let vhost = TestVhost::new("mask-flicker");
+    let mut tap = vhost.frames(REGION).await;
+    let cancel = CancellationToken::new();
+    let mut spec = street(50.0, 8);
+    spec.objects.push(television());
+    let (_sim, mut cameras) =
+        simulator(vec![("masked", spec.clone()), ("unmasked", spec)], &cancel).await;
+    cameras[0].masks.push(television_mask());
+    let gate = gate(&vhost.url, cameras, params(300), &cancel).await;
+    for camera in ["masked", "unmasked"] {
+        wait_metric(
+            &gate,
+            "safecity_gate_frames_read_total",
+            &format!("camera=\"{camera}\""),
+            n as f64,
+            Duration::from_secs(120),
+        )
+        .await;
+    }
+    let forwarded = |camera: &'static str| {
+        let gate = &gate;
+        async move {
+            metric(
+                gate,
+                "safecity_gate_frames_forwarded_total",
+                &format!("camera=\"{camera}\""),
+            )
+            .await
+        }
+    };
+    let unmasked = forwarded("unmasked").await;
+    assert!(
+        unmasked >= (n as f64) / 2.0,
+        "the unmasked flicker is motion: {unmasked} of {n} frames forwarded"
+    );
+    wait_metric(
+        &gate,
+        "safecity_gate_frames_published_total",
+        "camera=\"unmasked\"",
+        unmasked,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(forwarded("masked").await, 0.0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    let received = tap.drain();
+    let masked: Vec<u64> = received
+        .iter()
+        .filter(|f| f.camera.id == "masked")
+        .map(|f| f.sequence)
+        .collect();
+    assert!(
+        masked.is_empty(),
+        "the masked flicker was forwarded: {masked:?}"
+    );
+    let reached = received
+        .iter()
+        .filter(|f| f.camera.id == "unmasked")
+        .count() as f64;
+    assert!(
+        reached >= unmasked,
+        "the unmasked camera's frames reached the broker ({reached} of at least {unmasked})"
+    );
+}
+
+/// With the television masked, a person walking in the lower half (outside
+/// the mask) is forwarded from the frame after they appear, as without a
+/// mask; nothing is forwarded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn motion_outside_the_mask_still_forwards() {
+    const ENTER: u64 = 40;
+    let vhost = TestVhost::new("mask-outside");
+    let mut tap = vhost.frames(REGION).await;
+    let cancel = CancellationToken::new();
+    let mut spec = street(50.0, 9);
+    spec.objects.push(television());
+    spec.objects.push(walker(ENTER, Some(90)));
+    let (_sim, mut cameras) = simulator(vec![("cam", spec)], &cancel).await;
+    cameras[0].masks.push(television_mask());
+    let gate = gate(&vhost.url, cameras, params(300), &cancel).await;
+    let total = 150;
+    wait_metric(
+        &gate,
+        "safecity_gate_frames_read_total",
+        "camera=\"cam\"",
+        total as f64,
+        Duration::from_secs(120),
+    )
+    .await;
+    let forwarded = metric(&gate, "safecity_gate_frames_forwarded_total", "cam").await;
+    wait_metric(
+        &gate,
+        "safecity_gate_frames_published_total",
+        "cam",
+        forwarded,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    let mut seqs: Vec<u64> = tap
+        .drain()
+        .into_iter()
+        .filter(|f| f.sequence < total)
+        .map(|f| f.sequence)
+        .collect();
+    seqs.sort_unstable();
+    let first = *seqs.first().expect("the walker was forwarded");
+    assert!(
+        (ENTER..=ENTER + 2).contains(&first),
+        "first forwarded frame {first}, the walker entered at {ENTER}: {seqs:?}"
+    );
+    assert!(
+        (ENTER + 2..90).all(|s| seqs.contains(&s)),
+        "every frame while the walker moves: {seqs:?}"
     );
 }

@@ -5,7 +5,7 @@
 //! implement [`Captioner`] later and receive the same [`Scene`], snapshot included.
 
 use chrono::{DateTime, Utc};
-use safecity_events::{BoundingBox, Detection, EventType, FrameSize};
+use safecity_events::{BoundingBox, Detection, EventType, FrameSize, Movement};
 
 use crate::registry::Place;
 
@@ -16,6 +16,16 @@ pub struct Sighting {
     pub at: DateTime<Utc>,
     /// Where the weapon (or its carrier) was in the frame.
     pub bounding_box: BoundingBox,
+}
+
+/// The tracked object's movement relative to one of the camera's zones (the
+/// detector measured it on the object's track).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneMove {
+    /// Towards the zone or away from it.
+    pub movement: Movement,
+    /// How people call the zone.
+    pub zone: Place,
 }
 
 /// Everything known about the scene.
@@ -35,6 +45,9 @@ pub struct Scene<'a> {
     pub frame_size: FrameSize,
     /// Earlier sightings of this incident, oldest first (may be empty).
     pub track: &'a [Sighting],
+    /// The detector's movement of the object relative to the camera's zones
+    /// (may be empty); preferred over the box-size estimate of [`movement`].
+    pub zone_moves: &'a [ZoneMove],
     /// The snapshot JPEG, for captioners that look at pixels.
     pub snapshot: Option<&'a [u8]>,
 }
@@ -130,6 +143,25 @@ pub fn movement(track: &[Sighting], now: &BoundingBox) -> Option<(&'static str, 
     }
 }
 
+/// Movement relative to zones, approaching first: (Korean, English).
+pub fn zone_movement(moves: &[ZoneMove]) -> Option<(String, String)> {
+    let chosen = moves
+        .iter()
+        .find(|m| m.movement == Movement::Approaching)
+        .or(moves.first())?;
+    let zone = &chosen.zone;
+    Some(match chosen.movement {
+        Movement::Approaching => (
+            format!("{} 쪽으로 다가가고 있습니다.", zone.korean),
+            format!("They are approaching {}.", zone.english),
+        ),
+        Movement::Leaving => (
+            format!("{}에서 멀어지고 있습니다.", zone.korean),
+            format!("They are moving away from {}.", zone.english),
+        ),
+    })
+}
+
 fn kst(at: DateTime<Utc>) -> String {
     safecity_social::post::kst(at, "%H:%M")
 }
@@ -152,7 +184,10 @@ impl Captioner for TemplateCaptioner {
         let (where_ko, where_en) = position(&weapon.bounding_box, scene.frame_size);
         let confidence = (weapon.confidence * 100.0).round() as u32;
         let time = kst(scene.captured_at);
-        let (move_ko, move_en) = match movement(scene.track, &weapon.bounding_box) {
+        let by_zone = zone_movement(scene.zone_moves);
+        let by_size = movement(scene.track, &weapon.bounding_box)
+            .map(|(ko, en)| (ko.to_owned(), en.to_owned()));
+        let (move_ko, move_en) = match by_zone.or(by_size) {
             Some((ko, en)) => (format!(" {ko}"), format!(" {en}")),
             None => (String::new(), String::new()),
         };
@@ -214,6 +249,7 @@ mod tests {
             detections,
             frame_size: FRAME,
             track,
+            zone_moves: &[],
             snapshot: None,
         }
     }
@@ -306,6 +342,65 @@ mod tests {
             caption.korean.contains("카메라 쪽으로 다가오고 있습니다."),
             "{}",
             caption.korean
+        );
+    }
+
+    #[test]
+    fn the_detectors_zone_movement_wins_over_box_sizes() {
+        let now = detection("knife", 0.9, 300.0, 100.0, 60.0, 60.0);
+        let small = Sighting {
+            at: Utc::now(),
+            bounding_box: BoundingBox {
+                x: 300.0,
+                y: 100.0,
+                width: 30.0,
+                height: 30.0,
+            },
+        };
+        let gate = Place {
+            english: "the school gate".into(),
+            korean: "학교 정문".into(),
+        };
+        let moves = [
+            ZoneMove {
+                movement: Movement::Leaving,
+                zone: Place {
+                    english: "the crossing".into(),
+                    korean: "횡단보도".into(),
+                },
+            },
+            ZoneMove {
+                movement: Movement::Approaching,
+                zone: gate.clone(),
+            },
+        ];
+        let detections = [now];
+        let track = [small];
+        let mut with_zones = scene(&detections, &track);
+        with_zones.zone_moves = &moves;
+        let caption = TemplateCaptioner.caption(&with_zones).expect("caption");
+        assert!(
+            caption
+                .english
+                .contains("They are approaching the school gate."),
+            "{}",
+            caption.english
+        );
+        assert!(
+            caption
+                .korean
+                .contains("학교 정문 쪽으로 다가가고 있습니다."),
+            "{}",
+            caption.korean
+        );
+        assert!(!caption.english.contains("towards the camera"));
+        let leaving = [ZoneMove {
+            movement: Movement::Leaving,
+            zone: gate,
+        }];
+        assert_eq!(
+            zone_movement(&leaving).expect("leaving").1,
+            "They are moving away from the school gate."
         );
     }
 

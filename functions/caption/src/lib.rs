@@ -2,8 +2,10 @@
 //!
 //! Gun and knife events become a warning in Korean and English — where
 //! (place name from the camera registry, region, part of the view), what
-//! (weapon, how many people), moving towards or away when earlier sightings
-//! of the incident exist, when, and how confident — posted once per incident
+//! (weapon, how many people), moving towards or away from a zone of the
+//! camera (the detector's track, in the event's `movement`; else the growth
+//! of boxes over earlier sightings: towards or away from the camera), when,
+//! and how confident — posted once per incident (`closed` posts nothing)
 //! through the same [`Notifier`] as fire-post, with people in the snapshot
 //! pixelated.
 //!
@@ -18,13 +20,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use chrono::Utc;
-use safecity_events::EventType;
+use safecity_events::{EventType, Lifecycle};
 use safecity_runtime::{CloudEvent, Context, Function, HandlerError, SafetyEvent, Subscription};
 use safecity_social::post::public_snapshot;
 use safecity_social::{AlertOutcome, IncidentState, Ledger, Notifier, Post, PostOnce, StormLimit};
 use tracing::info;
 
-pub use captioner::{Caption, Captioner, Scene, Sighting, TemplateCaptioner};
+pub use captioner::{Caption, Captioner, Scene, Sighting, TemplateCaptioner, ZoneMove};
 pub use config::CaptionConfig;
 pub use registry::CameraRegistry;
 
@@ -123,6 +125,10 @@ impl<N: Notifier, C: Captioner> Function for CaptionFunction<N, C> {
     async fn handle(&self, event: Self::Input, _ctx: Context) -> Result<(), HandlerError> {
         let scene_event = &event.data;
         let incident = scene_event.incident_id.as_str();
+        if event.attributes.lifecycle() == Lifecycle::Closed {
+            info!(incident, "closed: nothing to post");
+            return Ok(());
+        }
         let region = scene_event.camera.region.as_str();
         if matches!(
             self.poster.ledger().state(incident).await?,
@@ -137,6 +143,15 @@ impl<N: Notifier, C: Captioner> Function for CaptionFunction<N, C> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(incident);
+        let zone_moves: Vec<ZoneMove> = event
+            .attributes
+            .movement
+            .iter()
+            .map(|m| ZoneMove {
+                movement: m.movement,
+                zone: self.registry.zone(&scene_event.camera.id, &m.zone),
+            })
+            .collect();
         let scene = Scene {
             event_type: scene_event.event_type,
             place: self.registry.place(&scene_event.camera.id),
@@ -145,6 +160,7 @@ impl<N: Notifier, C: Captioner> Function for CaptionFunction<N, C> {
             detections: &scene_event.detections,
             frame_size: scene_event.frame_size,
             track: &track,
+            zone_moves: &zone_moves,
             snapshot: scene_event.snapshot.as_ref().map(|s| s.0.as_slice()),
         };
         let caption = self

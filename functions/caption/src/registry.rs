@@ -1,8 +1,12 @@
 //! Place names of cameras, from the city's camera registry (TOML).
 //!
-//! The same file drives the motion gates and the demo; caption reads only
-//! `[[cameras]]` entries' `id` and the optional `name` (English) and `name_ko`
-//! (Korean) place names, and ignores everything else.
+//! The same file drives the motion gates, the detector and the demo (its
+//! model is `safecity-cameras`, where `name`, `name_ko` and the zones'
+//! `label`, `label_ko` are part of the format); caption reads only
+//! `[[cameras]]` entries' `id`, the optional `name` (English) and `name_ko`
+//! (Korean) place names and their `[[cameras.zones]]`' `name`, `label` and
+//! `label_ko`, and ignores everything else — so a places-only file (ids and
+//! names, as deployments keep for caption) works as well as the full registry.
 
 use std::collections::HashMap;
 
@@ -43,6 +47,17 @@ struct CameraEntry {
     name: Option<String>,
     #[serde(default)]
     name_ko: Option<String>,
+    #[serde(default)]
+    zones: Vec<ZoneEntry>,
+}
+
+#[derive(Deserialize)]
+struct ZoneEntry {
+    name: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    label_ko: Option<String>,
 }
 
 /// How people call the place a camera watches.
@@ -54,10 +69,11 @@ pub struct Place {
     pub korean: String,
 }
 
-/// Camera id to place name.
+/// Camera id to place name, and (camera, zone) to the zone's words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CameraRegistry {
     places: HashMap<String, Place>,
+    zones: HashMap<(String, String), Place>,
 }
 
 impl CameraRegistry {
@@ -67,16 +83,23 @@ impl CameraRegistry {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let places = file
-            .cameras
-            .into_iter()
-            .filter_map(|c| {
-                let english = c.name.or_else(|| c.name_ko.clone())?;
-                let korean = c.name_ko.unwrap_or_else(|| english.clone());
-                Some((c.id, Place { english, korean }))
-            })
-            .collect();
-        Ok(CameraRegistry { places })
+        let mut places = HashMap::new();
+        let mut zones = HashMap::new();
+        for camera in file.cameras {
+            for zone in camera.zones {
+                let english = zone
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| zone.name.replace('-', " "));
+                let korean = zone.label_ko.unwrap_or_else(|| english.clone());
+                zones.insert((camera.id.clone(), zone.name), Place { english, korean });
+            }
+            if let Some(english) = camera.name.or_else(|| camera.name_ko.clone()) {
+                let korean = camera.name_ko.unwrap_or_else(|| english.clone());
+                places.insert(camera.id, Place { english, korean });
+            }
+        }
+        Ok(CameraRegistry { places, zones })
     }
 
     /// Reads a registry file.
@@ -86,6 +109,21 @@ impl CameraRegistry {
             source,
         })?;
         CameraRegistry::parse(&text, path)
+    }
+
+    /// How people call `zone` of `camera_id`: its labels, or its name with
+    /// spaces for `-` when the registry has none.
+    pub fn zone(&self, camera_id: &str, zone: &str) -> Place {
+        self.zones
+            .get(&(camera_id.to_owned(), zone.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| {
+                let words = zone.replace('-', " ");
+                Place {
+                    english: words.clone(),
+                    korean: words,
+                }
+            })
     }
 
     /// The place of `camera_id`, or the id itself when the registry has no name.
@@ -118,6 +156,14 @@ mod tests {
             source = "http://127.0.0.1:1/a.mjpg"
             name = "Haeundae Beach"
             name_ko = "해운대 해수욕장"
+            [[cameras.zones]]
+            name = "school-gate"
+            label = "the school gate"
+            label_ko = "학교 정문"
+            points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0]]
+            [[cameras.zones]]
+            name = "platform-edge"
+            points = [[0.0, 0.5], [0.2, 0.5], [0.2, 1.0]]
             [[cameras]]
             id = "seoul-01"
             region = "seoul"
@@ -136,6 +182,18 @@ mod tests {
             }
         );
         assert_eq!(registry.place("seoul-01").english, "camera seoul-01");
+        assert_eq!(
+            registry.zone("busan-haeundae-01", "school-gate"),
+            Place {
+                english: "the school gate".into(),
+                korean: "학교 정문".into()
+            }
+        );
+        assert_eq!(
+            registry.zone("busan-haeundae-01", "platform-edge").english,
+            "platform edge"
+        );
+        assert_eq!(registry.zone("seoul-01", "crossing").korean, "crossing");
         assert_eq!(registry.place("unknown").korean, "unknown 카메라");
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use safecity_caption::{CameraRegistry, CaptionFunction, TemplateCaptioner};
 use safecity_events::dead_letter::header;
 use safecity_events::headers::get_str;
-use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
+use safecity_events::{
+    BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, Lifecycle, SafetyEvent,
+};
 use safecity_runtime::testing::{TestFunction, eventually};
 use safecity_social::mastodon::MastodonNotifier;
 use safecity_social::testkit::FakeMastodon;
@@ -23,6 +25,11 @@ longitude = 129.0594
 source = "http://127.0.0.1:1/seomyeon.mjpg"
 name = "Seomyeon Station exit 7"
 name_ko = "서면역 7번 출구"
+[[cameras.zones]]
+name = "school-gate"
+label = "the school gate"
+label_ko = "학교 정문"
+points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]]
 "#;
 
 fn detection(class: &str, confidence: f32, x: f32, y: f32) -> Detection {
@@ -57,6 +64,7 @@ fn scene(event_type: EventType, incident: &str, detections: Vec<Detection>) -> S
             height: 360,
         },
         snapshot: Some(Jpeg(jpeg)),
+        frame_age: None,
     }
 }
 
@@ -222,6 +230,57 @@ async fn a_rejected_token_is_dead_lettered_with_the_servers_answer() {
     )
     .expect("reason");
     assert!(reason.contains("HTTP 401"), "{reason}");
+    function.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The detector tracked the knife carrier towards the camera's school gate:
+/// the caption says so with the registry's words for the zone (not the
+/// box-size guess), is posted once for the incident's `opened`, and the
+/// incident's `updated` and `closed` events post nothing more.
+#[tokio::test]
+async fn the_caption_uses_the_tracked_movement_towards_a_zone() {
+    let server = FakeMastodon::start("tok").await;
+    let (function, dir) = start(&server, "tok").await;
+    let knife = || {
+        scene(
+            EventType::Knife,
+            "inc-gate",
+            vec![detection("knife", 0.88, 200.0, 150.0)],
+        )
+    };
+    let opened = knife()
+        .into_cloud_event()
+        .with_lifecycle(Lifecycle::Opened)
+        .with_track_id("3")
+        .with_movement(vec!["school-gate:approaching".parse().expect("movement")]);
+    function.client.publish_event(&opened).await;
+    eventually(WAIT, "the post", || server.statuses().len() == 1).await;
+    for state in [Lifecycle::Updated, Lifecycle::Closed] {
+        function
+            .client
+            .publish_event(&knife().into_cloud_event().with_lifecycle(state))
+            .await;
+    }
+    eventually(WAIT, "three events handled", || {
+        function.metric("safecity_events_succeeded_total", "\"knife\"") == 3.0
+    })
+    .await;
+    let statuses = server.statuses();
+    assert_eq!(statuses.len(), 1, "one post for the incident");
+    let text = &statuses[0].text;
+    assert!(
+        text.contains("They are approaching the school gate."),
+        "{text}"
+    );
+    assert!(
+        text.contains("학교 정문 쪽으로 다가가고 있습니다."),
+        "{text}"
+    );
+    assert_eq!(
+        statuses[0].idempotency_key.as_deref(),
+        Some("caption-inc-gate")
+    );
     function.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -12,7 +12,15 @@
 //! [classes.bus]
 //! event = "accident"
 //! min_confidence = 0.50
+//! zones = ["crossing"]     # optional: only where the ground point is in one
+//!                          # of these zones of the camera (registry `zones`)
 //! ```
+//!
+//! `zones` restricts a class to named zones of the camera registry
+//! (`SAFECITY_CAMERA_REGISTRY`): a detection counts only when its ground
+//! point (bottom centre of its box, or of the person carrying it) is inside
+//! one of them on its camera; on a camera without any of them the class
+//! never counts. A zone that no camera has is an error at start.
 //!
 //! Classes that are not in the map are ignored. The map is checked against the
 //! model's class names at start ([`ClassMap::resolve`]): a class the model does
@@ -22,7 +30,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use safecity_cameras::CameraRegistry;
 use safecity_events::EventType;
+use safecity_events::incident::check_zone_name;
 use serde::Deserialize;
 
 /// Why a class map cannot be used.
@@ -70,6 +80,20 @@ pub enum ClassMapError {
         /// A few of the model's class names.
         examples: String,
     },
+    /// A class requires a zone that no camera of the registry has.
+    #[error(
+        "class map {path}: [classes.{class}]: zone `{zone}` is not a zone of any camera in the camera registry{registry}"
+    )]
+    UnknownZone {
+        /// The file.
+        path: PathBuf,
+        /// The class.
+        class: String,
+        /// The zone.
+        zone: String,
+        /// ` (<path>)`, or a hint when no registry is configured.
+        registry: String,
+    },
     /// The map maps no class at all: the detector would never emit anything.
     #[error("class map {path}: no [classes.<name>] entry; map at least one model class")]
     Empty {
@@ -89,15 +113,26 @@ struct FileFormat {
 struct Entry {
     event: EventType,
     min_confidence: f32,
+    #[serde(default)]
+    zones: Vec<String>,
 }
 
 /// One mapped class.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClassRule {
     /// The event a detection of this class raises.
     pub event: EventType,
     /// Detections below this confidence are ignored.
     pub min_confidence: f32,
+    /// Detections count only inside one of these zones (none: anywhere).
+    pub zones: Vec<String>,
+}
+
+impl ClassRule {
+    /// Whether a detection touching `touched` zones satisfies the rule.
+    pub fn allows(&self, touched: &[String]) -> bool {
+        self.zones.is_empty() || self.zones.iter().any(|z| touched.contains(z))
+    }
 }
 
 /// The class map as read from its file: class names to rules, not yet checked
@@ -138,11 +173,19 @@ impl ClassMap {
                     reason: format!("min_confidence = {} is outside 0..=1", entry.min_confidence),
                 });
             }
+            for zone in &entry.zones {
+                check_zone_name(zone).map_err(|reason| ClassMapError::Invalid {
+                    path: path.to_owned(),
+                    class: class.clone(),
+                    reason: format!("zones: {reason}"),
+                })?;
+            }
             rules.insert(
                 class,
                 ClassRule {
                     event: entry.event,
                     min_confidence: entry.min_confidence,
+                    zones: entry.zones,
                 },
             );
         }
@@ -176,27 +219,81 @@ impl ClassMap {
                     examples,
                 });
             };
-            by_id[id] = Some(*rule);
+            by_id[id] = Some(rule.clone());
         }
-        Ok(ResolvedClassMap { by_id })
+        Ok(ResolvedClassMap {
+            path: self.path.clone(),
+            by_id,
+            names: model_classes.to_vec(),
+        })
     }
 }
 
 /// A class map checked against a model: rules indexed by the model's class ids.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedClassMap {
+    path: PathBuf,
     by_id: Vec<Option<ClassRule>>,
+    names: Vec<String>,
 }
 
 impl ResolvedClassMap {
     /// The event a detection of class `class_id` with `confidence` raises, if any.
     pub fn event_for(&self, class_id: usize, confidence: f32) -> Option<EventType> {
+        self.rule_for(class_id, confidence).map(|rule| rule.event)
+    }
+
+    /// The rule a detection of class `class_id` with `confidence` falls under, if any.
+    pub fn rule_for(&self, class_id: usize, confidence: f32) -> Option<&ClassRule> {
         self.by_id
             .get(class_id)
-            .copied()
-            .flatten()
+            .and_then(Option::as_ref)
             .filter(|rule| confidence >= rule.min_confidence)
-            .map(|rule| rule.event)
+    }
+
+    /// Checks that every required zone is a zone of some camera of
+    /// `registry` (`registry_path` names it in the error; `None`: no
+    /// registry is configured).
+    pub fn check_zones(
+        &self,
+        registry: &CameraRegistry,
+        registry_path: Option<&Path>,
+    ) -> Result<(), ClassMapError> {
+        for (id, rule) in self.by_id.iter().enumerate() {
+            let Some(rule) = rule else { continue };
+            if let Some(zone) = rule.zones.iter().find(|z| !registry.has_zone(z)) {
+                return Err(ClassMapError::UnknownZone {
+                    path: self.path.clone(),
+                    class: self.names[id].clone(),
+                    zone: zone.clone(),
+                    registry: registry_path.map_or_else(
+                        || " (none is configured: set SAFECITY_CAMERA_REGISTRY)".to_owned(),
+                        |p| format!(" ({})", p.display()),
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One line per (class, camera) where the class requires zones the
+    /// camera lacks entirely: the class never counts on that camera.
+    pub fn cameras_without_required_zones(&self, registry: &CameraRegistry) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (id, rule) in self.by_id.iter().enumerate() {
+            let Some(rule) = rule.as_ref().filter(|r| !r.zones.is_empty()) else {
+                continue;
+            };
+            for camera in &registry.cameras {
+                if !rule.zones.iter().any(|z| camera.zone(z).is_some()) {
+                    lines.push(format!(
+                        "class `{}` requires zones {:?}; camera `{}` has none of them, so it never raises {} there",
+                        self.names[id], rule.zones, camera.id, rule.event
+                    ));
+                }
+            }
+        }
+        lines
     }
 
     /// The lowest `min_confidence` of the map (to compare with the model's threshold).
@@ -278,6 +375,60 @@ mod tests {
 
         let err = parse("[classes]\n").expect_err("empty");
         assert!(matches!(err, ClassMapError::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn required_zones_must_exist_on_some_camera() {
+        let map = parse(
+            "[classes.knife]\nevent = \"knife\"\nmin_confidence = 0.4\nzones = [\"school-gate\"]\n",
+        )
+        .expect("valid");
+        let rule = map.rules()["knife"].clone();
+        assert!(rule.allows(&["school-gate".to_owned()]));
+        assert!(!rule.allows(&["crossing".to_owned()]) && !rule.allows(&[]));
+        let resolved = map.resolve(&names()).expect("known");
+        let registry = CameraRegistry::parse(
+            r#"
+[[cameras]]
+id = "a"
+region = "seoul"
+latitude = 37.0
+longitude = 127.0
+source = "http://127.0.0.1:1/a"
+[[cameras.zones]]
+name = "school-gate"
+points = [[0.5, 0.5], [1.0, 0.5], [1.0, 1.0]]
+[[cameras]]
+id = "b"
+region = "seoul"
+latitude = 37.0
+longitude = 127.0
+source = "http://127.0.0.1:1/b"
+"#,
+            Path::new("cameras.toml"),
+        )
+        .expect("registry");
+        resolved
+            .check_zones(&registry, Some(Path::new("cameras.toml")))
+            .expect("the zone exists");
+        let lines = resolved.cameras_without_required_zones(&registry);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("camera `b`"), "{lines:?}");
+        let err = resolved
+            .check_zones(&CameraRegistry::default(), None)
+            .expect_err("no registry");
+        let text = err.to_string();
+        assert!(
+            text.contains("[classes.knife]")
+                && text.contains("zone `school-gate`")
+                && text.contains("SAFECITY_CAMERA_REGISTRY"),
+            "{text}"
+        );
+        let err = parse(
+            "[classes.knife]\nevent = \"knife\"\nmin_confidence = 0.4\nzones = [\"School Gate\"]\n",
+        )
+        .expect_err("bad zone name");
+        assert!(err.to_string().contains("not a zone name"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //! | `SAFECITY_DETECTOR_MAX_FRAME_BYTES` | `20971520` | larger frames are dead-lettered (bytes, or e.g. `20MiB`) |
 //! | `SAFECITY_DETECTOR_MAX_FRAME_PIXELS` | `40000000` | frames with more pixels are dead-lettered (checked before decoding) |
 //! | `SAFECITY_DETECTOR_DECODE_BUDGET_PIXELS` | `48000000` | decoded pixels held at once by all frames in flight (3 bytes each: 144 MB); frames wait for room |
+//! | `SAFECITY_CAMERA_REGISTRY` | none | the camera registry (zones, `raw_snapshots`); needed when the class map requires zones |
+//! | `SAFECITY_DETECTOR_MIN_TRACK_FRAMES` | `2` | frames a tracked object must be seen in before it can open an incident |
+//! | `SAFECITY_DETECTOR_TRACK_MEMORY` | `5s` | a moving object unseen this long (capture time) is a new object when it reappears |
+//! | `SAFECITY_DETECTOR_STATIONARY_AFTER` | `10s` | an object that has not moved this long is stationary (never re-opens an incident) |
+//! | `SAFECITY_DETECTOR_STATIONARY_MEMORY` | `1h` | how long a stationary object is remembered unseen |
+//! | `SAFECITY_DETECTOR_UPDATE_INTERVAL` | `10s` | at most one `updated` event per incident per this much capture time |
+//! | `SAFECITY_DETECTOR_PIXELATE` | `person` | model classes pixelated in every snapshot (comma-separated; `none` = off) |
 //!
 //! The runtime's own variables (`SAFECITY_CONCURRENCY`, …) are read by
 //! [`safecity_runtime::RuntimeConfig`].
@@ -30,7 +37,9 @@ use safecity_shell::env::{Env, EnvError, process_env};
 use safecity_yolo::device::DevicePreference;
 
 use crate::batcher::BatchPolicy;
+use crate::incidents::LifecycleSettings;
 use crate::snapshot::SnapshotSettings;
+use crate::tracks::TrackSettings;
 
 /// Where the model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +81,12 @@ pub struct DetectorConfig {
     pub max_frame_pixels: u64,
     /// Decoded pixels held at once by all frames in flight.
     pub decode_budget_pixels: u64,
+    /// The camera registry file (zones, privacy opt-ins), if any.
+    pub camera_registry: Option<PathBuf>,
+    /// Tracks, updates.
+    pub lifecycle: LifecycleSettings,
+    /// Model classes pixelated in snapshots.
+    pub pixelate: Vec<String>,
 }
 
 impl DetectorConfig {
@@ -119,6 +134,37 @@ impl DetectorConfig {
                 format!("`{region}` is not a region name (no `.`, `*`, `#` or spaces)"),
             ));
         }
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let lifecycle = LifecycleSettings {
+            min_hits: env.integer("SAFECITY_DETECTOR_MIN_TRACK_FRAMES", "2", 1..=1000u32)?,
+            tracks: TrackSettings {
+                memory: chrono(env.positive_duration("SAFECITY_DETECTOR_TRACK_MEMORY", "5s")?),
+                stationary_after: chrono(
+                    env.positive_duration("SAFECITY_DETECTOR_STATIONARY_AFTER", "10s")?,
+                ),
+                stationary_memory: chrono(
+                    env.positive_duration("SAFECITY_DETECTOR_STATIONARY_MEMORY", "1h")?,
+                ),
+            },
+            update_interval: chrono(env.duration("SAFECITY_DETECTOR_UPDATE_INTERVAL", "10s")?),
+        };
+        let pixelate_text = env.text("SAFECITY_DETECTOR_PIXELATE", "person");
+        let pixelate: Vec<String> = if pixelate_text.trim() == "none" {
+            Vec::new()
+        } else {
+            pixelate_text
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        if pixelate.is_empty() && pixelate_text.trim() != "none" {
+            return Err(EnvError::new(
+                "SAFECITY_DETECTOR_PIXELATE",
+                "lists no class: name model classes (e.g. `person`) or say `none`",
+            ));
+        }
+        let camera_registry = env.optional("SAFECITY_CAMERA_REGISTRY").map(PathBuf::from);
         let max_frame_bytes = env.size("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "20971520")?;
         let max_frame_pixels = env.integer(
             "SAFECITY_DETECTOR_MAX_FRAME_PIXELS",
@@ -146,6 +192,9 @@ impl DetectorConfig {
                 "48000000",
                 1..=u64::MAX,
             )?,
+            camera_registry,
+            lifecycle,
+            pixelate,
         })
     }
 }
@@ -190,6 +239,30 @@ mod tests {
         assert_eq!(config.region, None);
         assert_eq!(config.max_frame_bytes, 20 * 1024 * 1024);
         assert_eq!(config.max_frame_pixels, 40_000_000);
+        assert_eq!(config.lifecycle.min_hits, 2);
+        assert_eq!(config.lifecycle.tracks.memory, chrono::Duration::seconds(5));
+        assert_eq!(
+            config.lifecycle.tracks.stationary_after,
+            chrono::Duration::seconds(10)
+        );
+        assert_eq!(
+            config.lifecycle.tracks.stationary_memory,
+            chrono::Duration::hours(1)
+        );
+        assert_eq!(
+            config.lifecycle.update_interval,
+            chrono::Duration::seconds(10)
+        );
+        assert_eq!(
+            config.pixelate,
+            ["person"],
+            "privacy at the source by default"
+        );
+        assert_eq!(config.camera_registry, None);
+        let off = from(&[("SAFECITY_DETECTOR_PIXELATE", "none")]).expect("off");
+        assert!(off.pixelate.is_empty());
+        let two = from(&[("SAFECITY_DETECTOR_PIXELATE", "person, face")]).expect("two");
+        assert_eq!(two.pixelate, ["person", "face"]);
     }
 
     #[test]
@@ -229,6 +302,11 @@ mod tests {
             ("SAFECITY_DETECTOR_REGION", "a.b"),
             ("SAFECITY_DETECTOR_MAX_FRAME_BYTES", "-1"),
             ("SAFECITY_DETECTOR_MAX_FRAME_PIXELS", "0"),
+            ("SAFECITY_DETECTOR_MIN_TRACK_FRAMES", "0"),
+            ("SAFECITY_DETECTOR_TRACK_MEMORY", "0s"),
+            ("SAFECITY_DETECTOR_STATIONARY_AFTER", "later"),
+            ("SAFECITY_DETECTOR_UPDATE_INTERVAL", "often"),
+            ("SAFECITY_DETECTOR_PIXELATE", " , "),
         ] {
             let err = from(&[(variable, value)]).expect_err(variable);
             assert_eq!(err.variable, variable, "{err}");

@@ -14,27 +14,39 @@
 //!    `SAFECITY_DETECTOR_BATCH_WAIT`; a model failure retries the batch's frames;
 //! 3. keeps the detections whose class is in the [`classes`] map with at least
 //!    its minimum confidence, grouped by event type;
-//! 4. files each group with the [`incidents`] tracker: the first detection of
-//!    an incident emits a [`SafetyEvent`] (detections, boxes in frame pixels,
-//!    frame size, a downscaled JPEG [`snapshot`]) with a confirmed, mandatory
-//!    publish routed by event type; later detections of the incident are silent.
+//! 4. places each detection in the camera's view ([`zones`]: its ground
+//!    point, the registry zones it touches, the class's required zones) and
+//!    files the frame with the [`incidents`] tracker, which [`tracks`]
+//!    objects across frames: a track seen in enough frames opens an incident
+//!    (`opened`: a [`SafetyEvent`] with detections, boxes in frame pixels,
+//!    frame size and a downscaled JPEG [`snapshot`], people pixelated), later
+//!    frames may send `updated` (at most one per interval), and the
+//!    [`closer`] sends `closed` when the incident was not seen for the
+//!    window. Every publish is confirmed and mandatory, routed by event type.
 //!
 //! Batches fill only when the runtime runs enough handlers at once:
 //! `SAFECITY_CONCURRENCY` (handlers and prefetch) must be at least the batch size.
 
 pub mod batcher;
 pub mod classes;
+pub mod closer;
 pub mod config;
 pub mod incidents;
 pub mod metrics;
 pub mod model;
 pub mod snapshot;
+pub mod tracks;
+pub mod zones;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
 use image::RgbImage;
-use safecity_events::{Detection, EventType, Frame, FrameSize, Jpeg, SafetyEvent};
+use safecity_cameras::{CameraEntry, CameraRegistry};
+use safecity_events::{
+    BoundingBox, Detection, EventType, Frame, FrameAge, FrameSize, Jpeg, Lifecycle, SafetyEvent,
+};
 use safecity_runtime::{Context, Function, HandlerError, Subscription};
 use safecity_yolo::preprocess::{self, ImageLimits, PreprocessError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,7 +56,7 @@ use tracing::{debug, info, warn};
 pub use batcher::{BatchError, BatchModel, BatchPolicy, Batcher};
 pub use classes::{ClassMap, ClassMapError, ResolvedClassMap};
 pub use config::DetectorConfig;
-pub use incidents::{IncidentTracker, Verdict};
+pub use incidents::{IncidentTracker, LifecycleSettings, Verdict};
 pub use metrics::DetectorMetrics;
 pub use model::{ModelError, Sighting, YoloModel};
 pub use snapshot::SnapshotSettings;
@@ -60,9 +72,9 @@ pub struct Settings {
     /// Dynamic batching.
     pub batch: BatchPolicy,
     /// Silence that ends an incident.
-    pub incident_window: std::time::Duration,
+    pub incident_window: Duration,
     /// How long incidents are remembered.
-    pub incident_memory: std::time::Duration,
+    pub incident_memory: Duration,
     /// Snapshot size and quality.
     pub snapshot: SnapshotSettings,
     /// Frames above these limits are dead-lettered.
@@ -73,6 +85,33 @@ pub struct Settings {
     /// Decoded pixels held at once across all frames in flight; a frame
     /// waits for room before it is decoded.
     pub decode_budget_pixels: u64,
+    /// Tracks and updates.
+    pub lifecycle: LifecycleSettings,
+    /// The cameras' zones and privacy opt-ins (empty: no zones, people
+    /// pixelated on every camera).
+    pub cameras: CameraRegistry,
+    /// Where the registry came from (named in errors).
+    pub cameras_path: Option<std::path::PathBuf>,
+    /// Model classes pixelated in snapshots (e.g. `person`).
+    pub pixelate: Vec<String>,
+}
+
+/// Why the detector cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The class map does not fit the model or the registry.
+    #[error(transparent)]
+    ClassMap(#[from] ClassMapError),
+    /// `SAFECITY_DETECTOR_PIXELATE` names a class the model does not have.
+    #[error(
+        "SAFECITY_DETECTOR_PIXELATE: the model has no class `{class}` to pixelate (its names file lists {count} classes)"
+    )]
+    UnknownPixelateClass {
+        /// The class.
+        class: String,
+        /// How many classes the model has.
+        count: usize,
+    },
 }
 
 /// The pixel budget is counted in blocks of this many pixels.
@@ -96,8 +135,19 @@ impl From<&DetectorConfig> for Settings {
             },
             decode_at_least: None,
             decode_budget_pixels: config.decode_budget_pixels,
+            lifecycle: config.lifecycle,
+            cameras: CameraRegistry::default(),
+            cameras_path: config.camera_registry.clone(),
+            pixelate: config.pixelate.clone(),
         }
     }
+}
+
+/// A mapped detection of a frame with its rule.
+struct Mapped<'a> {
+    event: EventType,
+    rule: &'a classes::ClassRule,
+    detection: Detection,
 }
 
 /// The detector function, generic over the model so that the batching and
@@ -109,6 +159,10 @@ pub struct DetectorFunction<M: BatchModel<Item = RgbImage, Output = Vec<Sighting
     incidents: IncidentTracker,
     metrics: Arc<DetectorMetrics>,
     decode_budget: Arc<Semaphore>,
+    /// Model class ids pixelated in snapshots.
+    pixelate: Vec<usize>,
+    /// Model class id of people (carriers, head counts), if the model has one.
+    person: Option<usize>,
 }
 
 impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> std::fmt::Debug
@@ -125,19 +179,42 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
     /// Builds the function around `model`, whose classes are `class_names`.
     ///
     /// Checks `class_map` against the model's classes (an unknown class is an
-    /// error naming it) and starts the batcher on the current tokio runtime; it
-    /// stops waiting for batches to fill when `shutdown` fires.
+    /// error naming it) and its required zones against the camera registry,
+    /// checks the classes to pixelate, and starts the batcher on the current
+    /// tokio runtime; it stops waiting for batches to fill when `shutdown`
+    /// fires.
     pub fn new(
         model: M,
         class_names: &[String],
         class_map: &ClassMap,
         settings: Settings,
         shutdown: CancellationToken,
-    ) -> Result<Self, ClassMapError> {
+    ) -> Result<Self, StartError> {
         let classes = class_map.resolve(class_names)?;
+        classes.check_zones(&settings.cameras, settings.cameras_path.as_deref())?;
+        for line in classes.cameras_without_required_zones(&settings.cameras) {
+            warn!("{line}");
+        }
+        let pixelate = settings
+            .pixelate
+            .iter()
+            .map(|class| {
+                class_names.iter().position(|n| n == class).ok_or_else(|| {
+                    StartError::UnknownPixelateClass {
+                        class: class.clone(),
+                        count: class_names.len(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<usize>, StartError>>()?;
+        let person = class_names.iter().position(|n| n == zones::CARRIER_CLASS);
         let metrics = Arc::new(DetectorMetrics::new());
         let batcher = Batcher::spawn(Arc::new(model), settings.batch, metrics.clone(), shutdown);
-        let incidents = IncidentTracker::new(settings.incident_window, settings.incident_memory);
+        let incidents = IncidentTracker::with_lifecycle(
+            settings.incident_window,
+            settings.incident_memory,
+            settings.lifecycle,
+        );
         let blocks = budget_blocks(&settings);
         let decode_budget = Arc::new(Semaphore::new(
             usize::try_from(blocks).unwrap_or(Semaphore::MAX_PERMITS),
@@ -149,6 +226,8 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
             incidents,
             metrics,
             decode_budget,
+            pixelate,
+            person,
         })
     }
 
@@ -162,25 +241,25 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
         &self.incidents
     }
 
-    /// The mapped detections of one frame by event type, highest confidence first.
-    fn classify(&self, sightings: &[Sighting]) -> BTreeMap<EventType, Vec<Detection>> {
-        let mut groups: BTreeMap<EventType, Vec<Detection>> = BTreeMap::new();
-        for sighting in sightings {
-            if let Some(event) = self
-                .classes
-                .event_for(sighting.class_id, sighting.confidence)
-            {
-                groups.entry(event).or_default().push(Detection {
-                    class: sighting.class_name.clone(),
-                    confidence: sighting.confidence.clamp(0.0, 1.0),
-                    bounding_box: sighting.bounding_box,
-                });
-            }
-        }
-        for detections in groups.values_mut() {
-            detections.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        }
-        groups
+    /// The detections of one frame that the class map turns into events.
+    fn mapped(&self, sightings: &[Sighting]) -> Vec<Mapped<'_>> {
+        sightings
+            .iter()
+            .filter_map(|sighting| {
+                let rule = self
+                    .classes
+                    .rule_for(sighting.class_id, sighting.confidence)?;
+                Some(Mapped {
+                    event: rule.event,
+                    rule,
+                    detection: Detection {
+                        class: sighting.class_name.clone(),
+                        confidence: sighting.confidence.clamp(0.0, 1.0),
+                        bounding_box: sighting.bounding_box,
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Decodes a frame within the pixel budget: checks what needs no pixels
@@ -210,10 +289,27 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> DetectorFunction<M>
         Ok((image, permit))
     }
 
-    async fn snapshot(&self, image: &Arc<RgbImage>) -> Option<Jpeg> {
+    /// The frame's snapshot, with the boxes of the classes to pixelate
+    /// hidden unless the camera opted in to raw snapshots.
+    async fn snapshot(
+        &self,
+        image: &Arc<RgbImage>,
+        sightings: &[Sighting],
+        entry: Option<&CameraEntry>,
+    ) -> Option<Jpeg> {
         let image = image.clone();
         let settings = self.settings.snapshot;
-        match tokio::task::spawn_blocking(move || snapshot::encode(&image, settings)).await {
+        let hidden: Vec<BoundingBox> = if entry.is_some_and(|e| e.raw_snapshots) {
+            Vec::new()
+        } else {
+            sightings
+                .iter()
+                .filter(|s| self.pixelate.contains(&s.class_id))
+                .map(|s| s.bounding_box)
+                .collect()
+        };
+        match tokio::task::spawn_blocking(move || snapshot::encode(&image, settings, &hidden)).await
+        {
             Ok(Ok(jpeg)) => Some(Jpeg(jpeg)),
             Ok(Err(error)) => {
                 warn!(%error, "alerting without a snapshot");
@@ -265,8 +361,12 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> Function for Detect
             .submit(image)
             .await
             .map_err(HandlerError::retry)?;
-        let groups = self.classify(&sightings);
-        if groups.is_empty() {
+        let frame_age = FrameAge::of(frame.captured_at, Utc::now(), ctx.frame_budget());
+        self.metrics
+            .frame_age(Duration::from_millis(frame_age.milliseconds));
+        let mapped = self.mapped(&sightings);
+        if mapped.is_empty() {
+            self.incidents.tick(&camera.id, frame.captured_at);
             debug!(camera = %camera.id, sequence = frame.sequence, found = sightings.len(), "nothing mapped");
             return Ok(());
         }
@@ -274,43 +374,108 @@ impl<M: BatchModel<Item = RgbImage, Output = Vec<Sighting>>> Function for Detect
             width: image.width(),
             height: image.height(),
         };
+        let mut seen_types: Vec<EventType> = mapped.iter().map(|m| m.event).collect();
+        seen_types.sort();
+        seen_types.dedup();
+        for event_type in seen_types {
+            self.metrics.sighting(event_type);
+        }
+        let entry = self.settings.cameras.camera(&camera.id);
+        let camera_zones = entry.map_or(&[][..], |e| e.zones.as_slice());
+        let people: Vec<BoundingBox> = sightings
+            .iter()
+            .filter(|s| Some(s.class_id) == self.person)
+            .map(|s| s.bounding_box)
+            .collect();
+        let facts = incidents::FrameFacts {
+            camera: &camera.id,
+            sequence: frame.sequence,
+            captured_at: frame.captured_at,
+            frame_size,
+            people: people.len(),
+            sightings: mapped
+                .iter()
+                .map(|m| {
+                    let ground = zones::ground_point(
+                        m.event,
+                        &m.detection.class,
+                        &m.detection.bounding_box,
+                        &people,
+                        frame_size,
+                    );
+                    let touched = zones::zones_at(camera_zones, ground);
+                    incidents::FrameSighting {
+                        event: m.event,
+                        detection: m.detection.clone(),
+                        ground,
+                        in_required_zone: m.rule.allows(&touched),
+                        zones: touched,
+                    }
+                })
+                .collect(),
+            zones: camera_zones,
+        };
+        let outcomes = self.incidents.observe_frame(facts);
         let image = Arc::new(image);
         let mut snapshot = None;
-        for (event_type, detections) in groups {
-            self.metrics.sighting(event_type);
-            let claim = match self
-                .incidents
-                .observe(&camera.id, event_type, frame.captured_at)
-            {
-                Verdict::Known { incident_id } => {
-                    debug!(camera = %camera.id, %event_type, incident = %incident_id, "incident goes on");
-                    continue;
-                }
-                Verdict::Alert(claim) => claim,
+        for outcome in outcomes {
+            let Some(claim) = outcome.claim else {
+                debug!(camera = %camera.id, event_type = %outcome.event, incident = %outcome.incident_id, "incident goes on");
+                continue;
             };
             if snapshot.is_none() {
-                snapshot = self.snapshot(&image).await;
+                snapshot = Some(self.snapshot(&image, &sightings, entry).await);
             }
-            let incident_id = claim.incident_id().to_owned();
+            let state = claim.state();
+            let event_type = outcome.event;
+            let incident_id = outcome.incident_id;
             let event = SafetyEvent {
                 event_type,
                 incident_id: incident_id.clone(),
                 camera: camera.clone(),
-                detections,
+                detections: outcome.detections,
                 captured_at: frame.captured_at,
                 frame_size,
-                snapshot: snapshot.clone(),
+                snapshot: snapshot.clone().flatten(),
+                frame_age: Some(frame_age),
             };
+            let mut cloud = event
+                .clone()
+                .into_cloud_event()
+                .with_lifecycle(state)
+                .with_zones(outcome.zones.clone())
+                .with_movement(outcome.movement.clone())
+                .with_update_reasons(outcome.reasons.clone());
+            if let Some(track) = outcome.track {
+                cloud = cloud.with_track_id(track.to_string());
+            }
             // On failure the claim is dropped: the retried frame (or the next
-            // detection of the incident) alerts instead.
-            ctx.emit(event.into_cloud_event()).await.map_err(|error| {
+            // detection of the incident) emits instead.
+            ctx.emit(cloud).await.map_err(|error| {
                 HandlerError::retry(format!(
-                    "publishing the {event_type} alert of incident {incident_id}: {error}"
+                    "publishing the {event_type} {state} event of incident {incident_id}: {error}"
                 ))
             })?;
-            claim.sent();
-            self.metrics.alert(event_type);
-            info!(camera = %camera.id, %event_type, incident = %incident_id, "alerted a new incident");
+            claim.sent_with(incidents::SentReport {
+                at: frame.captured_at,
+                score: outcome.score,
+                event: Arc::new(event),
+                zones: outcome.zones,
+                people: outcome.people,
+                movement: outcome.movement,
+                track: outcome.track,
+                trace: Some(ctx.traceparent()),
+            });
+            self.metrics.lifecycle(event_type, state);
+            if frame_age.late {
+                self.metrics.late_event();
+                warn!(camera = %camera.id, %event_type, incident = %incident_id, age_ms = frame_age.milliseconds, "the alert is late: its frame is older than the frame budget");
+            }
+            if state == Lifecycle::Opened {
+                info!(camera = %camera.id, %event_type, incident = %incident_id, "alerted a new incident");
+            } else {
+                info!(camera = %camera.id, %event_type, incident = %incident_id, reasons = ?outcome.reasons, "updated an incident");
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use safecity_cameras::CameraRegistry;
+use safecity_detector::closer::{self, CloserSettings};
 use safecity_detector::{ClassMap, DetectorConfig, DetectorFunction, Settings, YoloModel};
 use safecity_runtime::RuntimeConfig;
 use safecity_shell::{signals, telemetry};
@@ -29,7 +31,13 @@ async fn main() -> anyhow::Result<()> {
             config.model.names.display()
         )
     })?;
-    class_map.resolve(&safecity_yolo::detector::parse_names(&names))?;
+    let resolved = class_map.resolve(&safecity_yolo::detector::parse_names(&names))?;
+    let cameras = match &config.camera_registry {
+        Some(path) => CameraRegistry::load(path)
+            .with_context(|| "SAFECITY_CAMERA_REGISTRY: the camera registry is unusable")?,
+        None => CameraRegistry::default(),
+    };
+    resolved.check_zones(&cameras, config.camera_registry.as_deref())?;
     let model = tokio::task::spawn_blocking({
         let config = config.clone();
         move || YoloModel::load(&config)
@@ -51,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             u32::try_from(net_width).unwrap_or(u32::MAX),
             u32::try_from(net_height).unwrap_or(u32::MAX),
         )),
+        cameras,
         ..Settings::from(&config)
     };
     let shutdown = signals::on_signals();
@@ -59,9 +68,20 @@ async fn main() -> anyhow::Result<()> {
     function
         .metrics()
         .log_every(Duration::from_secs(60), shutdown.clone());
-    safecity_runtime::start(function, runtime, shutdown)
-        .await?
-        .join()
-        .await?;
+    // The closer stops after the runtime has drained, then closes what is open.
+    let closer_stop = tokio_util::sync::CancellationToken::new();
+    let closer = closer::spawn(
+        function.incidents().clone(),
+        CloserSettings::new(&runtime.amqp_url, config.incident_window),
+        function.metrics(),
+        closer_stop.clone(),
+    );
+    let result = match safecity_runtime::start(function, runtime, shutdown).await {
+        Ok(running) => running.join().await,
+        Err(error) => Err(error),
+    };
+    closer_stop.cancel();
+    let _ = closer.await;
+    result?;
     Ok(())
 }

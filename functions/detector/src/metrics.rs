@@ -7,7 +7,10 @@
 //! | `safecity_detector_batch_failures_total` | counter | model runs that failed (their frames are retried) |
 //! | `safecity_detector_frames_rejected_total` | counter | frames dead-lettered as undecodable or too large |
 //! | `safecity_detector_sightings_total` | counter | `event_type`: frames with a mapped detection |
-//! | `safecity_detector_alerts_total` | counter | `event_type`: events emitted (one per incident) |
+//! | `safecity_detector_alerts_total` | counter | `event_type`: incidents opened (one `opened` event each) |
+//! | `safecity_detector_incident_events_total` | counter | `event_type`, `state` = opened / updated / closed: lifecycle events emitted |
+//! | `safecity_detector_frame_age_seconds` | histogram | capture to analysis, every analysed frame |
+//! | `safecity_detector_late_events_total` | counter | events from a frame older than the frame budget (marked `late`) |
 //!
 //! They are served on the runtime's `/metrics`: the detector's
 //! [`Function::register_metrics`](safecity_runtime::Function::register_metrics)
@@ -33,6 +36,12 @@ struct EventLabels {
     event_type: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LifecycleLabels {
+    event_type: &'static str,
+    state: &'static str,
+}
+
 /// Counters and histograms of one detector process.
 #[derive(Debug)]
 pub struct DetectorMetrics {
@@ -43,6 +52,9 @@ pub struct DetectorMetrics {
     frames_rejected: Counter,
     sightings: Family<EventLabels, Counter>,
     alerts: Family<EventLabels, Counter>,
+    lifecycle: Family<LifecycleLabels, Counter>,
+    frame_age: Histogram,
+    late_events: Counter,
     batches: AtomicU64,
     batched_frames: AtomicU64,
     largest_batch: AtomicU64,
@@ -68,6 +80,10 @@ impl DetectorMetrics {
             frames_rejected: Counter::default(),
             sightings: Family::default(),
             alerts: Family::default(),
+            lifecycle: Family::default(),
+            // 50 ms .. ~100 s.
+            frame_age: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            late_events: Counter::default(),
             batches: AtomicU64::new(0),
             batched_frames: AtomicU64::new(0),
             inference_micros: AtomicU64::new(0),
@@ -111,9 +127,34 @@ impl DetectorMetrics {
         );
         prefixed.register(
             "alerts",
-            "Events emitted, one per incident, by event type",
+            "Incidents opened (one `opened` event each), by event type",
             self.alerts.clone(),
         );
+        prefixed.register(
+            "incident_events",
+            "Incident lifecycle events emitted, by event type and state (opened, updated, closed)",
+            self.lifecycle.clone(),
+        );
+        prefixed.register(
+            "frame_age_seconds",
+            "Age of each analysed frame, from capture to analysis",
+            self.frame_age.clone(),
+        );
+        prefixed.register(
+            "late_events",
+            "Events from a frame older than the frame budget (marked late)",
+            self.late_events.clone(),
+        );
+    }
+
+    /// Records the age of an analysed frame.
+    pub fn frame_age(&self, age: Duration) {
+        self.frame_age.observe(age.as_secs_f64());
+    }
+
+    /// Records an event emitted from a frame older than the frame budget.
+    pub fn late_event(&self) {
+        self.late_events.inc();
     }
 
     /// Records one model run of `size` frames that took `elapsed`.
@@ -154,6 +195,19 @@ impl DetectorMetrics {
         self.alerts
             .get_or_create(&EventLabels {
                 event_type: event.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records an emitted lifecycle event (`opened` also counts as an alert).
+    pub fn lifecycle(&self, event: EventType, state: safecity_events::Lifecycle) {
+        if state == safecity_events::Lifecycle::Opened {
+            self.alert(event);
+        }
+        self.lifecycle
+            .get_or_create(&LifecycleLabels {
+                event_type: event.as_str(),
+                state: state.as_str(),
             })
             .inc();
     }
@@ -229,6 +283,8 @@ mod tests {
         detector.register(&mut registry);
         detector.observe_batch(3, Duration::from_millis(40));
         detector.alert(EventType::Fire);
+        detector.lifecycle(EventType::Gun, safecity_events::Lifecycle::Opened);
+        detector.lifecycle(EventType::Gun, safecity_events::Lifecycle::Closed);
         detector.frame_rejected();
         let mut text = String::new();
         encode(&mut text, &registry).expect("encode");
@@ -237,6 +293,9 @@ mod tests {
             "safecity_detector_batch_size_sum 3.0",
             "safecity_detector_inference_seconds_count 1",
             r#"safecity_detector_alerts_total{event_type="fire"} 1"#,
+            r#"safecity_detector_alerts_total{event_type="gun"} 1"#,
+            r#"safecity_detector_incident_events_total{event_type="gun",state="opened"} 1"#,
+            r#"safecity_detector_incident_events_total{event_type="gun",state="closed"} 1"#,
             "safecity_detector_frames_rejected_total 1",
         ] {
             assert!(text.contains(line), "no `{line}` in\n{text}");

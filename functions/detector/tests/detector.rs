@@ -67,6 +67,9 @@ fn config(overrides: &[(&str, &str)]) -> DetectorConfig {
                     .find(|(k, _)| *k == name)
                     .map(|(_, p)| p.display().to_string())
             })
+            // These tests publish single photos: one frame may open an
+            // incident (tracking over frames: tests/lifecycle.rs).
+            .or_else(|| (name == "SAFECITY_DETECTOR_MIN_TRACK_FRAMES").then(|| "1".to_owned()))
     })
     .expect("valid test configuration")
 }
@@ -304,6 +307,52 @@ async fn frames_become_events_routed_by_type() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_say_how_old_their_frame_was_and_mark_frames_past_the_budget_late() {
+    let harness = Harness::start(
+        "detector-frame-age",
+        TEST_CLASSES,
+        &[("SAFECITY_DETECTOR_SNAPSHOT_MAX_SIDE", "320")],
+    )
+    .await;
+    // The frames queue's message TTL keeps stale frames off the broker, but
+    // a frame can still be analysed late (captured long before it was
+    // published, or a slow batch): the event must say so.
+    let fresh_at = Utc::now();
+    harness
+        .publish("cam-fresh", fresh_at, 1, photo("bus.jpg"))
+        .await;
+    let fresh = harness.next_event(EventType::Accident).await;
+    let age = fresh
+        .frame_age
+        .expect("the detector measures the frame's age");
+    assert!(!age.late, "a frame analysed at once is not late: {age:?}");
+    assert!(age.milliseconds < 10_000, "{age:?}");
+
+    let stale_at = Utc::now() - chrono::Duration::seconds(60);
+    harness
+        .publish("cam-stale", stale_at, 1, photo("bus.jpg"))
+        .await;
+    let stale = harness.next_event(EventType::Accident).await;
+    assert_eq!(stale.camera.id, "cam-stale");
+    let age = stale
+        .frame_age
+        .expect("the detector measures the frame's age");
+    assert!(
+        age.late,
+        "a 60 s old frame is past the 10 s budget: {age:?}"
+    );
+    assert!(
+        (60_000..120_000).contains(&age.milliseconds),
+        "the event says how old: {age:?}"
+    );
+    let late = harness
+        .function
+        .metric("safecity_detector_late_events_total", "");
+    assert!(late >= 1.0, "late events are counted: {late}");
+    harness.function.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_are_dead_lettered_and_their_batch_goes_on() {
     let harness = Harness::start(
         "detector-bad-frames",
@@ -499,14 +548,14 @@ async fn frames_published_together_share_a_forward_and_a_lone_frame_goes_after_t
     harness.function.stop().await;
 }
 
-/// Resident memory of this process now, KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS:`, `VmHWM:` the peak).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .expect("status")
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+        .expect("the field")
 }
 
 /// A 16x16 JPEG whose frame header claims `width`x`height`, padded with
@@ -532,12 +581,10 @@ fn inflated(width: u16, height: u16, padding: usize) -> Vec<u8> {
     jpeg
 }
 
-/// A frame cut in half, one with damaged entropy data, and header-inflated
-/// frames are dead-lettered with a one-line reason and never analysed; 32
-/// inflated frames (each 120 MB of RGB if decoded at full size) leave the
-/// detector's memory flat.
+/// A frame cut in half and one with damaged entropy data are dead-lettered
+/// with a one-line reason and never analysed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_damaged_and_inflated_frames_are_refused_and_memory_stays_flat() {
+async fn cut_and_damaged_frames_are_refused_with_one_line_reasons() {
     let harness = Harness::start("detector-hostile", TEST_CLASSES, &[]).await;
     let bus = photo("bus.jpg");
     let half = bus[..bus.len() / 2].to_vec();
@@ -577,35 +624,76 @@ async fn cut_damaged_and_inflated_frames_are_refused_and_memory_stays_flat() {
         "{reasons:?}"
     );
     assert!(reasons.iter().all(|r| !r.contains('\n')), "{reasons:?}");
+    assert_eq!(harness.handled(), 0.0, "nothing was analysed");
+    harness.function.stop().await;
+}
 
-    let before = rss_kib();
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let (peak, stop) = (peak.clone(), stop.clone());
-        move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(2));
-            }
+/// 32 header-inflated frames (each 114 MiB of RGB if decoded at full size)
+/// through the real `detector` binary: all dead-lettered, and the process's
+/// peak resident memory stays within 64 MiB of where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflated_frames_leave_the_detector_binary_memory_flat() {
+    let vhost = safecity_runtime::testing::TestVhost::new("detector-memory");
+    let client = vhost.client().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let paths = [
+        ("SAFECITY_DETECTOR_CFG", assets().join("yolov4-tiny.cfg")),
+        (
+            "SAFECITY_DETECTOR_WEIGHTS",
+            assets().join("yolov4-tiny.weights"),
+        ),
+        ("SAFECITY_DETECTOR_NAMES", assets().join("coco.names")),
+        (
+            "SAFECITY_DETECTOR_CLASSES",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("classes.coco.toml"),
+        ),
+    ];
+    let mut detector = std::process::Command::new(env!("CARGO_BIN_EXE_detector"))
+        .envs(paths.iter().map(|(k, v)| (*k, v.display().to_string())))
+        .env("SAFECITY_AMQP_URL", &vhost.url)
+        .env("SAFECITY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("SAFECITY_CONCURRENCY", "16")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the detector starts");
+    let pid = detector.id();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && safecity_runtime::testing::http_get(addr, "/readyz").await.0 == 200
+        {
+            break;
         }
-    });
-    // 16 tiny (4 KB claiming 8000x5000) and 16 padded to look plausible.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the detector never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = proc_kib(pid, "VmRSS:");
     for n in 0..32u64 {
+        // Half tiny (4 KB claiming 8000x5000), half padded to look plausible.
         let padding = if n % 2 == 0 { 0 } else { 100_000 };
-        harness
-            .publish(
-                "cam-inflated",
-                at(1),
-                100 + n,
-                inflated(8000, 5000, padding),
-            )
-            .await;
+        let frame = Frame {
+            camera: Camera {
+                id: "cam-inflated".into(),
+                region: REGION.into(),
+                latitude: 35.1587,
+                longitude: 129.1604,
+            },
+            captured_at: at(1),
+            sequence: n,
+            jpeg: inflated(8000, 5000, padding),
+        };
+        client.publish_frame(&frame).await;
     }
     for _ in 0..32 {
-        let message = harness
-            .function
-            .client
+        let message = client
             .wait_dead_letter("detector", WAIT)
             .await
             .expect("a dead letter per inflated frame");
@@ -616,15 +704,12 @@ async fn cut_damaged_and_inflated_frames_are_refused_and_memory_stays_flat() {
             "{reason}"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().expect("sampler");
-    let grown_mib = (peak.load(std::sync::atomic::Ordering::Relaxed) - before) / 1024;
-    // Decoded at full size, one such frame is 114 MiB of RGB; 8 in flight
-    // (SAFECITY_CONCURRENCY) would be over 900 MiB.
+    let peak = proc_kib(pid, "VmHWM:");
+    detector.kill().expect("kill");
+    let _ = detector.wait();
+    let grown_mib = peak.saturating_sub(before) / 1024;
     assert!(
         grown_mib < 64,
-        "RSS grew by {grown_mib} MiB while 32 inflated frames were refused"
+        "the detector's peak RSS grew by {grown_mib} MiB over the 32 inflated frames"
     );
-    assert_eq!(harness.handled(), 0.0, "nothing was analysed");
-    harness.function.stop().await;
 }

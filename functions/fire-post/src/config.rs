@@ -5,7 +5,8 @@
 //! | `DATABASE_URL` | `sqlite://fire-post.db?mode=rwc` | post ledger (SQLite file, or `postgres://…` shared by replicas) |
 //! | `SAFECITY_STORM_MAX_POSTS` | `3` | posts per region per window |
 //! | `SAFECITY_STORM_WINDOW` | `60s` | the window |
-//! | `SAFECITY_HIDE_PEOPLE` | `true` | pixelate people in snapshots |
+//! | `SAFECITY_HIDE_PEOPLE` | `true` | pixelate people in snapshots (again: the detector already did, at the source) |
+//! | `SAFECITY_FIRE_POST_ON_CLOSE` | `false` | also post once when an incident is closed ("no longer detected") |
 //!
 //! The notifier is configured by `safecity_social::NotifierConfig`.
 
@@ -22,6 +23,8 @@ pub struct FirePostConfig {
     pub storm: StormLimit,
     /// Whether people in snapshots are pixelated.
     pub hide_people: bool,
+    /// Whether a closed incident gets its "no longer detected" post.
+    pub close_posts: bool,
 }
 
 impl FirePostConfig {
@@ -38,10 +41,12 @@ impl FirePostConfig {
         let max_posts = env.integer("SAFECITY_STORM_MAX_POSTS", "3", 1..=u32::MAX)?;
         let window = env.positive_duration("SAFECITY_STORM_WINDOW", "60s")?;
         let hide_people = safecity_social::config::hide_people(&env)?;
+        let close_posts = env.flag("SAFECITY_FIRE_POST_ON_CLOSE", false)?;
         Ok(FirePostConfig {
             database_url,
             storm: StormLimit { max_posts, window },
             hide_people,
+            close_posts,
         })
     }
 }
@@ -57,7 +62,14 @@ mod tests {
         assert_eq!(config.storm.max_posts, 3);
         assert_eq!(config.storm.window, Duration::from_secs(60));
         assert!(config.hide_people);
+        assert!(!config.close_posts);
+        let on = FirePostConfig::from_lookup(|n| {
+            (n == "SAFECITY_FIRE_POST_ON_CLOSE").then(|| "true".to_owned())
+        })
+        .expect("on");
+        assert!(on.close_posts);
         for (variable, value) in [
+            ("SAFECITY_FIRE_POST_ON_CLOSE", "sometimes"),
             ("SAFECITY_STORM_MAX_POSTS", "0"),
             ("SAFECITY_STORM_WINDOW", "soon"),
             ("SAFECITY_HIDE_PEOPLE", "maybe"),

@@ -11,7 +11,8 @@ async fn main() -> anyhow::Result<()> {
     let ledger = Ledger::open(&config.database_url, "fire-post")
         .await
         .context("opening the post ledger (DATABASE_URL)")?;
-    let function = FirePost::new(notifier, ledger, config.storm, config.hide_people);
+    let function = FirePost::new(notifier, ledger, config.storm, config.hide_people)
+        .with_close_posts(config.close_posts);
     safecity_runtime::run(function).await?;
     Ok(())
 }

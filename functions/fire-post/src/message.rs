@@ -48,6 +48,20 @@ pub fn alert_text(event: &SafetyEvent) -> String {
     )
 }
 
+/// The end of a fire incident: the detector has not seen it for its window
+/// (closed at `closed_at`).
+pub fn closed_text(event: &SafetyEvent, closed_at: DateTime<Utc>) -> String {
+    let camera = &event.camera;
+    format!(
+        "✅ 화재 경보 해제 | Fire no longer detected\n\
+         {region} {id} 카메라 부근의 화재가 {time} 이후 더 이상 감지되지 않습니다. 현장 안내에 계속 따르세요.\n\
+         The fire near camera {id} in {region} is no longer detected as of {time}. Keep following on-site instructions.",
+        region = camera.region,
+        id = camera.id,
+        time = kst(closed_at),
+    )
+}
+
 /// One follow-up covering incidents held back by storm control.
 pub fn follow_up_text(region: &str, held: &[HeldIncident]) -> String {
     let lines: Vec<String> = held.iter().map(|h| format!("• {}", h.summary)).collect();
@@ -103,7 +117,21 @@ mod tests {
                 height: 360,
             },
             snapshot: None,
+            frame_age: None,
         }
+    }
+
+    #[test]
+    fn the_close_says_where_and_since_when_in_both_languages() {
+        let text = closed_text(&event(), "2026-11-27T10:20:00Z".parse().expect("time"));
+        assert!(
+            text.contains("busan-haeundae-01 카메라 부근의 화재가 2026-11-27 19:20 KST 이후 더 이상 감지되지 않습니다"),
+            "{text}"
+        );
+        assert!(
+            text.contains("The fire near camera busan-haeundae-01 in busan is no longer detected as of 2026-11-27 19:20 KST"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::time::Duration;
 use safecity_events::dead_letter::header;
 use safecity_events::event::CLOUDEVENTS_JSON;
 use safecity_events::headers::get_str;
-use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
+use safecity_events::{
+    BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, Lifecycle, SafetyEvent,
+    UpdateReason,
+};
 use safecity_fire_post::{FirePost, StormLimit};
 use safecity_runtime::testing::{TestFunction, eventually};
 use safecity_social::mastodon::MastodonNotifier;
@@ -70,6 +73,7 @@ fn fire(incident: &str, region: &str) -> SafetyEvent {
             height: 360,
         },
         snapshot: Some(snapshot()),
+        frame_age: None,
     }
 }
 
@@ -81,6 +85,10 @@ struct Harness {
 
 impl Harness {
     async fn start<N: Notifier>(notifier: N, storm: StormLimit) -> Self {
+        Self::start_with(notifier, storm, false).await
+    }
+
+    async fn start_with<N: Notifier>(notifier: N, storm: StormLimit, close_posts: bool) -> Self {
         let ledger_dir = std::env::temp_dir().join(format!(
             "fire-post-{}-{}",
             std::process::id(),
@@ -94,7 +102,7 @@ impl Harness {
         let ledger = Ledger::open(&url, "fire-post").await.expect("ledger");
         let function = TestFunction::start(
             "fire-post",
-            FirePost::new(notifier, ledger, storm, true),
+            FirePost::new(notifier, ledger, storm, true).with_close_posts(close_posts),
             &[("SAFECITY_RETRY_DELAYS", "200ms,200ms,200ms,200ms")],
         )
         .await;
@@ -425,4 +433,100 @@ async fn a_lost_answer_never_posts_an_incident_twice_with_storm_control_on() {
 #[tokio::test]
 async fn a_lost_answer_never_posts_an_incident_twice_with_storm_control_off() {
     lost_answers(StormLimit::UNLIMITED, 4, 2, 2).await;
+}
+
+/// The detector's lifecycle for one fire, with close posts on: one post on
+/// `opened`, none for `updated` (however often, redelivered or not), one
+/// "no longer detected" post on `closed` with its own idempotency key, and
+/// nothing more when `closed` is delivered again. A `closed` that overtakes
+/// its alert waits for it. Exactly two posts in all.
+#[tokio::test]
+async fn a_fire_is_posted_once_on_open_and_once_on_close() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start_with(notifier, limit(10, Duration::from_secs(60)), true).await;
+    let publish = |event: SafetyEvent, state: Lifecycle| {
+        let harness = &harness;
+        async move {
+            let mut cloud = event.into_cloud_event().with_lifecycle(state);
+            if state == Lifecycle::Updated {
+                cloud = cloud.with_update_reasons(vec![UpdateReason::BetterSnapshot]);
+            }
+            harness.function.client.publish_event(&cloud).await
+        }
+    };
+    // A close overtaking its alert (another incident): it waits for the alert.
+    publish(fire("inc-early", "busan"), Lifecycle::Closed).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.statuses().is_empty(), "no close before the alert");
+    publish(fire("inc-early", "busan"), Lifecycle::Opened).await;
+    harness
+        .until("the early alert and its close", |_| {
+            server.statuses().len() == 2
+        })
+        .await;
+
+    publish(fire("inc-1", "busan"), Lifecycle::Opened).await;
+    harness
+        .until("the alert", |_| server.statuses().len() == 3)
+        .await;
+    for _ in 0..3 {
+        publish(fire("inc-1", "busan"), Lifecycle::Updated).await;
+    }
+    let closed = publish(fire("inc-1", "busan"), Lifecycle::Closed).await;
+    harness
+        .until("the close post", |_| server.statuses().len() == 4)
+        .await;
+    harness.publish_raw(&closed).await;
+    harness
+        .until("every event handled", |h| h.succeeded() == 8.0)
+        .await;
+    let statuses = server.statuses();
+    let keys: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| s.idempotency_key.as_deref())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "fire-post-inc-early",
+            "fire-post-inc-early-closed",
+            "fire-post-inc-1",
+            "fire-post-inc-1-closed"
+        ]
+    );
+    let close = &statuses[3];
+    assert!(
+        close.text.contains("no longer detected") && close.text.contains("busan-cam-01"),
+        "{}",
+        close.text
+    );
+    assert!(close.media.is_empty(), "the close post has no picture");
+    harness.stop().await;
+}
+
+/// With close posts off (the default), `closed` is acknowledged without a post.
+#[tokio::test]
+async fn close_posts_are_off_by_default() {
+    let server = FakeMastodon::start("tok").await;
+    let notifier = MastodonNotifier::new(&server.url(), Secret::new("tok"), "public");
+    let harness = Harness::start(notifier, limit(10, Duration::from_secs(60))).await;
+    let opened = fire("inc-2", "busan")
+        .into_cloud_event()
+        .with_lifecycle(Lifecycle::Opened);
+    harness.function.client.publish_event(&opened).await;
+    let closed = fire("inc-2", "busan")
+        .into_cloud_event()
+        .with_lifecycle(Lifecycle::Closed);
+    harness.function.client.publish_event(&closed).await;
+    harness
+        .until("both events handled", |h| h.succeeded() == 2.0)
+        .await;
+    let keys: Vec<Option<String>> = server
+        .statuses()
+        .into_iter()
+        .map(|s| s.idempotency_key)
+        .collect();
+    assert_eq!(keys, [Some("fire-post-inc-2".to_owned())]);
+    harness.stop().await;
 }

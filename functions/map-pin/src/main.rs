@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use safecity_map_pin::web::{WebConfig, serve};
 use safecity_map_pin::{MapPin, PinStore};
+use safecity_shell::env::{Env, process_env};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,10 +17,10 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None => safecity_runtime::run(MapPin::new(store)).await?,
         Some("serve") => {
-            safecity_shell::telemetry::init(safecity_shell::LogFormat::Text);
-            let addr =
-                std::env::var("SAFECITY_MAP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".to_owned());
-            let listener = tokio::net::TcpListener::bind(&addr)
+            let env = Env::new(&process_env);
+            safecity_shell::telemetry::init(env.from_str("SAFECITY_LOG_FORMAT", "text")?);
+            let addr = env.socket_addr("SAFECITY_MAP_ADDR", "0.0.0.0:8080")?;
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("SAFECITY_MAP_ADDR={addr}: cannot listen"))?;
             tracing::info!(addr = %listener.local_addr()?, "serving the map");
@@ -28,7 +29,19 @@ async fn main() -> anyhow::Result<()> {
                     .ok()
                     .filter(|u| !u.is_empty()),
                 poll_interval: Duration::from_millis(500),
+                geo_dir: Some(
+                    std::env::var_os("SAFECITY_MAP_DATA")
+                        .map_or_else(|| "target/map-data".into(), std::path::PathBuf::from),
+                ),
             };
+            let geo = config.geo_dir.as_ref().expect("set above");
+            if !geo.join(safecity_map_pin::web::GEO_FILES[0]).is_file() {
+                tracing::warn!(
+                    folder = %geo.display(),
+                    "no offline map data: the map draws a bare grid; run scripts/fetch-map-data.sh \
+                     (or set SAFECITY_MAP_DATA, or SAFECITY_MAP_TILE_URL for tiles)"
+                );
+            }
             serve(
                 listener,
                 store,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::store::{Pin, PinFilter};
+use crate::store::{Pin, PinFilter, PinState};
 
 /// A query parameter the API cannot use; answered with 400 and this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,8 @@ fn error(parameter: &str, reason: impl Into<String>) -> QueryError {
     }
 }
 
-/// Parses `bbox=minLon,minLat,maxLon,maxLat`, `since=<RFC 3339>` and `region=<name>`.
+/// Parses `bbox=minLon,minLat,maxLon,maxLat`, `since=<RFC 3339>`,
+/// `region=<name>` and `state=open|closed`.
 pub fn parse_filter(params: &HashMap<String, String>) -> Result<PinFilter, QueryError> {
     let mut filter = PinFilter::default();
     for (key, value) in params {
@@ -69,8 +70,23 @@ pub fn parse_filter(params: &HashMap<String, String>) -> Result<PinFilter, Query
                 }
                 filter.region = Some(value.clone());
             }
+            "state" => {
+                filter.state = Some(match value.as_str() {
+                    "open" => PinState::Open,
+                    "closed" => PinState::Closed,
+                    other => {
+                        return Err(error(
+                            "state",
+                            format!("`{other}` is not a state (open, closed)"),
+                        ));
+                    }
+                });
+            }
             other => {
-                return Err(error(other, "unknown parameter (use bbox, since, region)"));
+                return Err(error(
+                    other,
+                    "unknown parameter (use bbox, since, region, state)",
+                ));
             }
         }
     }
@@ -96,6 +112,9 @@ pub fn feature(pin: &Pin) -> Value {
             "last_seen": rfc3339(pin.last_seen),
             "confidence": (pin.confidence * 1000.0).round() / 1000.0,
             "snapshot_url": pin.has_snapshot.then(|| format!("/api/incidents/{}/snapshot.jpg", pin.incident_id)),
+            "state": pin.state.as_str(),
+            "closed_at": pin.closed_at.map(rfc3339),
+            "zones": pin.zones,
         }
     })
 }
@@ -122,8 +141,10 @@ mod tests {
             ("bbox", "128.9,35.0,129.3,35.3"),
             ("since", "2026-11-27T10:00:00+09:00"),
             ("region", "busan"),
+            ("state", "open"),
         ]))
         .expect("valid");
+        assert_eq!(filter.state, Some(PinState::Open));
         assert_eq!(filter.bbox, Some([128.9, 35.0, 129.3, 35.3]));
         assert_eq!(
             filter.since,
@@ -142,6 +163,7 @@ mod tests {
             ("bbox", "0,-91,1,1"),
             ("since", "yesterday"),
             ("region", ""),
+            ("state", "cleared"),
             ("zoom", "3"),
         ] {
             let err = parse_filter(&params(&[(key, value)])).expect_err(key);
@@ -166,6 +188,9 @@ mod tests {
             last_seen: "2026-11-27T10:05:00Z".parse().expect("time"),
             confidence: 0.87654,
             has_snapshot: true,
+            state: PinState::Closed,
+            closed_at: Some("2026-11-27T10:06:00Z".parse().expect("time")),
+            zones: vec!["crossing".into()],
             updated_at: 0,
         };
         let value = feature_collection(&[pin]);
@@ -181,5 +206,11 @@ mod tests {
             feature["properties"]["snapshot_url"],
             "/api/incidents/inc-1/snapshot.jpg"
         );
+        assert_eq!(feature["properties"]["state"], "closed");
+        assert_eq!(
+            feature["properties"]["closed_at"],
+            "2026-11-27T10:06:00.000Z"
+        );
+        assert_eq!(feature["properties"]["zones"], json!(["crossing"]));
     }
 }

@@ -3,10 +3,11 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /` | the live map page |
-//! | `GET /api/incidents?bbox=&since=&region=` | GeoJSON FeatureCollection (400 with a message on bad parameters) |
+//! | `GET /api/incidents?bbox=&since=&region=&state=` | GeoJSON FeatureCollection (400 with a message on bad parameters); `state=open` for navigation apps |
 //! | `GET /api/incidents/stream` | Server-Sent Events: one `pin` event (a GeoJSON Feature) per created or updated pin |
 //! | `GET /api/incidents/{id}/snapshot.jpg` | the incident's snapshot |
-//! | `GET /api/config` | `{"tile_url": …}` for the page |
+//! | `GET /api/config` | `{"tile_url": …, "geo": [files]}` for the page |
+//! | `GET /geo/{name}.json` | the offline geography (`coast.json`, `cities.json`) that `scripts/fetch-map-data.sh` prepared; 404 naming the script when absent |
 //! | `GET /healthz` | `ok` |
 //!
 //! Changes reach the stream from a feed that polls the store every
@@ -14,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -41,14 +43,61 @@ pub struct WebConfig {
     pub tile_url: Option<String>,
     /// How often the change feed polls the store.
     pub poll_interval: Duration,
+    /// The offline geography's folder (`scripts/fetch-map-data.sh` writes
+    /// `target/map-data`); none or missing files: the page draws a bare grid.
+    pub geo_dir: Option<PathBuf>,
 }
+
+/// The offline geography files the page asks for, in drawing order.
+pub const GEO_FILES: [&str; 2] = ["coast.json", "cities.json"];
 
 #[derive(Clone)]
 struct WebState {
     store: PinStore,
     changes: broadcast::Sender<Value>,
     tile_url: Option<String>,
+    geo_dir: Option<PathBuf>,
     stop: CancellationToken,
+}
+
+impl WebState {
+    /// The geography files present.
+    fn geo_files(&self) -> Vec<&'static str> {
+        let Some(dir) = &self.geo_dir else {
+            return Vec::new();
+        };
+        GEO_FILES
+            .into_iter()
+            .filter(|name| dir.join(name).is_file())
+            .collect()
+    }
+}
+
+async fn geo(State(state): State<WebState>, Path(name): Path<String>) -> Response {
+    let missing = || {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": format!(
+                "no offline map data `{name}`: run scripts/fetch-map-data.sh (it writes target/map-data; \
+                 SAFECITY_MAP_DATA points map-pin serve elsewhere)"
+            )})),
+        )
+            .into_response()
+    };
+    let (Some(dir), true) = (&state.geo_dir, GEO_FILES.contains(&name.as_str())) else {
+        return missing();
+    };
+    match tokio::fs::read(dir.join(&name)).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/geo+json"),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => missing(),
+    }
 }
 
 fn bad_request(message: String) -> Response {
@@ -127,9 +176,10 @@ fn router(state: WebState) -> Router {
         .route(
             "/api/config",
             get(|State(state): State<WebState>| async move {
-                axum::Json(json!({"tile_url": state.tile_url}))
+                axum::Json(json!({"tile_url": state.tile_url, "geo": state.geo_files()}))
             }),
         )
+        .route("/geo/{name}", get(geo))
         .route("/api/incidents", get(incidents))
         .route("/api/incidents/stream", get(stream))
         .route("/api/incidents/{id}/snapshot.jpg", get(snapshot))
@@ -191,6 +241,7 @@ pub async fn serve(
         store,
         changes,
         tile_url: config.tile_url,
+        geo_dir: config.geo_dir,
         stop: stop.clone(),
     };
     let served = axum::serve(listener, router(state))

@@ -5,7 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use safecity_events::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
+use safecity_events::{
+    BoundingBox, Camera, CloudEvent, Detection, EventType, FrameSize, Jpeg, Lifecycle, SafetyEvent,
+    UpdateReason,
+};
 use safecity_map_pin::web::{WebConfig, serve};
 use safecity_map_pin::{MapPin, PinFilter, PinStore};
 use safecity_runtime::testing::{TestFunction, eventually, http_get};
@@ -40,6 +43,7 @@ fn accident(incident: &str, confidence: f32, captured_at: &str) -> SafetyEvent {
             height: 360,
         },
         snapshot: Some(Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9])),
+        frame_age: None,
     }
 }
 
@@ -56,6 +60,15 @@ fn sqlite_url(tag: &str) -> (String, std::path::PathBuf) {
     )
 }
 
+/// The offline geography of `scripts/fetch-map-data.sh` (`$SAFECITY_MAP_DATA`
+/// or `target/map-data`).
+fn map_data() -> std::path::PathBuf {
+    std::env::var_os("SAFECITY_MAP_DATA").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/map-data"),
+        std::path::PathBuf::from,
+    )
+}
+
 async fn start_web(store: PinStore, stop: &CancellationToken) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -64,6 +77,7 @@ async fn start_web(store: PinStore, stop: &CancellationToken) -> SocketAddr {
     let config = WebConfig {
         tile_url: None,
         poll_interval: Duration::from_millis(100),
+        geo_dir: Some(map_data()),
     };
     tokio::spawn(serve(listener, store, config, stop.clone()));
     addr
@@ -276,7 +290,13 @@ async fn the_store_works_on_postgresql() {
 }
 
 /// Headless Chromium (Debian `chromium`) driven by Playwright: the pin appears
-/// on the open page after the event is published, without a reload.
+/// on the open page after the event is published, without a reload, beside
+/// a cleared incident in Seoul stored before (listed as cleared); with no
+/// tile server, the page draws the offline geography (land, coastline,
+/// province boundaries, labelled cities from `scripts/fetch-map-data.sh`)
+/// from Seoul to Busan with readable axes: the screenshot has coastline and
+/// sea pixels, and no axis label overlaps another. The screenshot is kept
+/// as `safecity-map-pin.png` in the temp folder.
 #[tokio::test]
 async fn the_map_page_shows_a_new_pin_without_reloading() {
     if std::env::var("SAFECITY_SLOW_TESTS").as_deref() != Ok("1") {
@@ -289,8 +309,29 @@ async fn the_map_page_shows_a_new_pin_without_reloading() {
         std::path::Path::new(&python).exists(),
         "{python} is missing: run scripts/python-peers.sh"
     );
+    assert!(
+        map_data().join("coast.json").is_file(),
+        "{} has no coast.json: run scripts/fetch-map-data.sh",
+        map_data().display()
+    );
     let (url, dir) = sqlite_url("browser");
+    let screenshot = dir.join("map.png");
     let store = PinStore::open(&url).await.expect("store");
+    // An incident in Seoul, opened and closed an hour ago: a cleared marker.
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut seoul = accident("inc-cleared", 0.7, &hour_ago.to_rfc3339());
+    seoul.camera = Camera {
+        id: "seoul-gangnam-01".into(),
+        region: "seoul".into(),
+        latitude: 37.4979,
+        longitude: 127.0276,
+    };
+    let mut closed = seoul.into_cloud_event().with_lifecycle(Lifecycle::Closed);
+    closed.attributes.time = hour_ago + chrono::Duration::seconds(30);
+    store
+        .record(&closed, chrono::Utc::now())
+        .await
+        .expect("a cleared pin");
     let function = TestFunction::start("map-pin", MapPin::new(store.clone()), &[]).await;
     let stop = CancellationToken::new();
     let addr = start_web(store, &stop).await;
@@ -298,6 +339,8 @@ async fn the_map_page_shows_a_new_pin_without_reloading() {
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser.py"))
         .arg(format!("http://{addr}/"))
         .arg("inc-browser")
+        .arg(&screenshot)
+        .arg("inc-cleared")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -324,8 +367,127 @@ async fn the_map_page_shows_a_new_pin_without_reloading() {
         .expect("browser script finished")
         .expect("wait");
     let verdict = lines.next_line().await.ok().flatten();
-    assert!(status.success(), "browser script failed: {verdict:?}");
+    let geography = lines.next_line().await.ok().flatten().unwrap_or_default();
+    assert!(
+        status.success(),
+        "browser script failed: {verdict:?} {geography}"
+    );
     assert_eq!(verdict.as_deref(), Some("pin visible without reload"));
+    assert!(geography.starts_with("geography drawn"), "{geography}");
+    eprintln!("{geography}; screenshot: {}", screenshot.display());
+    let _ = std::fs::copy(
+        &screenshot,
+        std::env::temp_dir().join("safecity-map-pin.png"),
+    );
+    stop.cancel();
+    function.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The detector's lifecycle for one incident, seen on the map API: the pin
+/// is open after `opened` and `updated` (whose better frame becomes the
+/// snapshot, and whose zone is added), cleared by `closed` (at the event's
+/// time), and a late `updated` never re-opens it. `?state=open` lists only
+/// what is still going on.
+#[tokio::test]
+async fn open_update_close_is_seen_on_the_map_api() {
+    let (url, dir) = sqlite_url("lifecycle");
+    let store = PinStore::open(&url).await.expect("store");
+    let function = TestFunction::start("map-pin-lifecycle", MapPin::new(store.clone()), &[]).await;
+    let stop = CancellationToken::new();
+    let addr = start_web(store, &stop).await;
+    let handled = |n: f64| {
+        let function = &function;
+        async move {
+            eventually(WAIT, &format!("{n} events handled"), || {
+                function.metric("safecity_events_succeeded_total", "\"accident\"") == n
+            })
+            .await;
+        }
+    };
+    let features = |query: &'static str| async move {
+        let (status, text) = http_get(addr, &format!("/api/incidents{query}")).await;
+        assert_eq!(status, 200, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("GeoJSON");
+        value["features"].as_array().expect("features").clone()
+    };
+    let snapshot_a = Jpeg(vec![0xFF, 0xD8, 0xAA, 0xFF, 0xD9]);
+    let snapshot_b = Jpeg(vec![0xFF, 0xD8, 0xBB, 0xFF, 0xD9]);
+    let mut opened = accident("inc-life", 0.6, "2026-11-27T10:00:00Z");
+    opened.snapshot = Some(snapshot_a);
+    function
+        .client
+        .publish_event(
+            &opened
+                .clone()
+                .into_cloud_event()
+                .with_lifecycle(Lifecycle::Opened),
+        )
+        .await;
+    handled(1.0).await;
+    let open = features("?state=open").await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["properties"]["state"], "open");
+    // Closer and surer: a bigger box, the better snapshot; a new zone.
+    let mut better = accident("inc-life", 0.9, "2026-11-27T10:00:10Z");
+    better.detections[0].bounding_box.width = 200.0;
+    better.detections[0].bounding_box.height = 150.0;
+    better.snapshot = Some(snapshot_b.clone());
+    function
+        .client
+        .publish_event(
+            &better
+                .clone()
+                .into_cloud_event()
+                .with_lifecycle(Lifecycle::Updated)
+                .with_zones(vec!["crossing".into()])
+                .with_update_reasons(vec![UpdateReason::BetterSnapshot, UpdateReason::NewZone]),
+        )
+        .await;
+    handled(2.0).await;
+    let (_, jpeg) = http_get(addr, "/api/incidents/inc-life/snapshot.jpg").await;
+    // (http_get reads the body as lossy UTF-8: compare it the same way.)
+    let as_text = |jpeg: &Jpeg| String::from_utf8_lossy(&jpeg.0).into_owned();
+    assert_eq!(
+        jpeg,
+        as_text(&snapshot_b),
+        "the better frame is the snapshot"
+    );
+    // Closed, carrying the best frame, at 10:00:45.
+    let mut closed: CloudEvent<SafetyEvent> = better
+        .clone()
+        .into_cloud_event()
+        .with_lifecycle(Lifecycle::Closed)
+        .with_zones(vec!["crossing".into()]);
+    closed.attributes.time = "2026-11-27T10:00:45Z".parse().expect("time");
+    function.client.publish_event(&closed).await;
+    handled(3.0).await;
+    assert!(
+        features("?state=open").await.is_empty(),
+        "nothing open any more"
+    );
+    let cleared = features("?state=closed").await;
+    assert_eq!(cleared.len(), 1);
+    let properties = &cleared[0]["properties"];
+    assert_eq!(properties["state"], "closed");
+    assert_eq!(properties["closed_at"], "2026-11-27T10:00:45.000Z");
+    assert_eq!(properties["zones"], serde_json::json!(["crossing"]));
+    assert_eq!(properties["last_seen"], "2026-11-27T10:00:10.000Z");
+    // A late update (a redelivery) does not re-open it, nor spoil the snapshot.
+    let mut late = accident("inc-life", 0.5, "2026-11-27T10:00:05Z");
+    late.snapshot = Some(Jpeg(vec![0xFF, 0xD8, 0xCC, 0xFF, 0xD9]));
+    function
+        .client
+        .publish_event(&late.into_cloud_event().with_lifecycle(Lifecycle::Updated))
+        .await;
+    handled(4.0).await;
+    assert!(features("?state=open").await.is_empty());
+    assert_eq!(features("").await.len(), 1, "one pin for the incident");
+    let (_, jpeg) = http_get(addr, "/api/incidents/inc-life/snapshot.jpg").await;
+    assert_eq!(jpeg, as_text(&snapshot_b));
+    let (status, text) = http_get(addr, "/api/incidents?state=cleared").await;
+    assert_eq!(status, 400);
+    assert!(text.contains("query parameter `state`"), "{text}");
     stop.cancel();
     function.stop().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -1,10 +1,16 @@
-//! Hiding people in snapshots before they are posted publicly.
+//! Hiding people in camera images: each person's box is pixelated so that
+//! faces cannot be recognised.
+//!
+//! The detector does it at the source, on every snapshot before it leaves the
+//! process ([`pixelate_boxes`] on the decoded frame); the public-facing
+//! functions do it again on the JPEG they post ([`hide_people`]), as defence
+//! in depth for events from other producers.
 
 use std::io::Cursor;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
-use safecity_events::{Detection, FrameSize};
+use safecity_events::{BoundingBox, Detection, FrameSize};
 
 /// Largest snapshot side accepted, in pixels (decompression-bomb guard).
 pub const MAX_SIDE: u32 = 8192;
@@ -38,21 +44,12 @@ pub fn hide_people(
     limits.max_alloc = Some(256 * 1024 * 1024);
     reader.limits(limits);
     let mut image = reader.decode()?.to_rgb8();
-    let scale_x = image.width() as f32 / frame.width.max(1) as f32;
-    let scale_y = image.height() as f32 / frame.height.max(1) as f32;
-    for detection in detections
+    let boxes: Vec<BoundingBox> = detections
         .iter()
         .filter(|d| classes.contains(&d.class.as_str()))
-    {
-        let b = detection.bounding_box;
-        pixelate(
-            &mut image,
-            (b.x * scale_x).floor().max(0.0) as u32,
-            (b.y * scale_y).floor().max(0.0) as u32,
-            ((b.x + b.width) * scale_x).ceil().max(0.0) as u32,
-            ((b.y + b.height) * scale_y).ceil().max(0.0) as u32,
-        );
-    }
+        .map(|d| d.bounding_box)
+        .collect();
+    pixelate_boxes(&mut image, frame, &boxes);
     let mut out = Vec::new();
     encode_rgb_jpeg(image.as_raw(), image.width(), image.height(), &mut out)?;
     Ok(out)
@@ -74,14 +71,38 @@ pub fn encode_rgb_jpeg(
     Ok(())
 }
 
-/// Replaces each block inside the rectangle by its mean colour. Blocks are an
-/// eighth of the box's shorter side (at least 6 px): coarse enough to hide a face.
-fn pixelate(image: &mut RgbImage, x0: u32, y0: u32, x1: u32, y1: u32) {
+/// Pixelates every box of `boxes`, given in pixels of a `frame`-sized image,
+/// in `image` (the frame itself or a scaled copy: boxes are scaled to it and
+/// rounded outwards, so no pixel of a box escapes).
+pub fn pixelate_boxes(image: &mut RgbImage, frame: FrameSize, boxes: &[BoundingBox]) {
+    let scale_x = image.width() as f32 / frame.width.max(1) as f32;
+    let scale_y = image.height() as f32 / frame.height.max(1) as f32;
+    for b in boxes {
+        pixelate(
+            image,
+            (b.x * scale_x).floor().max(0.0) as u32,
+            (b.y * scale_y).floor().max(0.0) as u32,
+            ((b.x + b.width) * scale_x).ceil().max(0.0) as u32,
+            ((b.y + b.height) * scale_y).ceil().max(0.0) as u32,
+        );
+    }
+}
+
+/// The side of the pixelation blocks of a `width` x `height` box: an eighth
+/// of its shorter side, at least 6 px.
+pub fn block_side(width: u32, height: u32) -> u32 {
+    (width.min(height) / 8).max(6)
+}
+
+/// Replaces each block inside the rectangle `x0..x1` x `y0..y1` (clipped to
+/// the image) by its mean colour. Blocks are [`block_side`] pixels, from the
+/// rectangle's top-left corner: coarse enough to hide a face.
+pub fn pixelate(image: &mut RgbImage, x0: u32, y0: u32, x1: u32, y1: u32) {
     let (x1, y1) = (x1.min(image.width()), y1.min(image.height()));
     if x0 >= x1 || y0 >= y1 {
         return;
     }
-    let block = ((x1 - x0).min(y1 - y0) / 8).max(6);
+    let block = block_side(x1 - x0, y1 - y0);
     let mut by = y0;
     while by < y1 {
         let ey = (by + block).min(y1);
@@ -177,6 +198,43 @@ mod tests {
         // Outside it, the checkerboard survives.
         let outside_after = variance(&after, 100, 10, 150, 80);
         assert!(outside_after > inside_before / 2.0, "{outside_after}");
+    }
+
+    #[test]
+    fn every_block_of_a_box_is_one_colour_and_pixels_outside_are_untouched() {
+        let mut image =
+            RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 9]));
+        let before = image.clone();
+        // A box of 30x20 frame pixels in a frame twice the image's size.
+        let frame = FrameSize {
+            width: 128,
+            height: 96,
+        };
+        let b = BoundingBox {
+            x: 21.0,
+            y: 11.0,
+            width: 30.0,
+            height: 20.0,
+        };
+        pixelate_boxes(&mut image, frame, &[b]);
+        // Scaled and rounded outwards: x 10..26, y 5..16; blocks of 6 px.
+        let side = block_side(16, 11);
+        assert_eq!(side, 6);
+        for by in (5..16).step_by(6) {
+            for bx in (10..26).step_by(6) {
+                let first = image.get_pixel(bx, by);
+                for y in by..(by + 6).min(16) {
+                    for x in bx..(bx + 6).min(26) {
+                        assert_eq!(image.get_pixel(x, y), first, "block at {bx},{by}");
+                    }
+                }
+            }
+        }
+        for (x, y, p) in image.enumerate_pixels() {
+            if !(10..26).contains(&x) || !(5..16).contains(&y) {
+                assert_eq!(p, before.get_pixel(x, y), "outside the box at {x},{y}");
+            }
+        }
     }
 
     #[test]

@@ -141,6 +141,32 @@ pub struct SafetyEvent {
     /// A downscaled snapshot of the scene (same aspect ratio as the frame).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Jpeg>,
+    /// How old the frame was when the detector analysed it, and whether that
+    /// was past the frame budget (absent where the producer did not measure it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_age: Option<FrameAge>,
+}
+
+/// The age of an event's frame when it was analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameAge {
+    /// From capture to analysis, milliseconds (0 when the camera's clock is ahead).
+    pub milliseconds: u64,
+    /// The frame was older than the frame budget: the alert is late, and
+    /// consumers should say so rather than present it as live.
+    pub late: bool,
+}
+
+impl FrameAge {
+    /// The age of a frame captured at `captured_at`, analysed at `now`,
+    /// against `budget`.
+    pub fn of(captured_at: DateTime<Utc>, now: DateTime<Utc>, budget: std::time::Duration) -> Self {
+        let age = (now - captured_at).to_std().unwrap_or_default();
+        FrameAge {
+            milliseconds: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            late: age > budget,
+        }
+    }
 }
 
 impl SafetyEvent {
@@ -235,6 +261,7 @@ mod tests {
                 height: 360,
             },
             snapshot: Some(Jpeg(vec![0xFF, 0xD8, 0xFF, 0xD9])),
+            frame_age: None,
         }
     }
 

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::event_type::EventType;
+use crate::incident::{
+    Lifecycle, UpdateReason, ZoneMovement, check_zone_name, join_list, parse_list,
+};
 use crate::trace::TraceParent;
 
 /// The CloudEvents spec version safecity speaks.
@@ -90,7 +93,10 @@ fn data_field(path: &str) -> String {
     }
 }
 
-/// The context attributes of a CloudEvent, with safecity's two extensions.
+/// The context attributes of a CloudEvent, with safecity's extensions:
+/// `traceparent`, `incidentid`, and the incident lifecycle (`incidentstate`,
+/// `trackid`, `zones`, `movement`, `updatereason`; see [`crate::incident`]).
+/// Every extension is optional, and consumers that do not know one ignore it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attributes {
     /// Unique id of this event; redeliveries of one event share it.
@@ -108,6 +114,50 @@ pub struct Attributes {
     /// Incident this event belongs to (extension `incidentid`).
     #[serde(rename = "incidentid", skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<String>,
+    /// Where the incident stands (extension `incidentstate`); absent means
+    /// `opened` (see [`Attributes::lifecycle`]).
+    #[serde(rename = "incidentstate", skip_serializing_if = "Option::is_none")]
+    pub incident_state: Option<Lifecycle>,
+    /// The detector's track of the object behind the event, per camera
+    /// (extension `trackid`).
+    #[serde(rename = "trackid", skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<String>,
+    /// The camera's zones the event's detections touched (extension `zones`,
+    /// comma-separated); for `closed`, every zone the incident touched.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_list"
+    )]
+    pub zones: Vec<String>,
+    /// The tracked object's movement relative to zones it is not in
+    /// (extension `movement`, e.g. `school-gate:approaching`).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_list"
+    )]
+    pub movement: Vec<ZoneMovement>,
+    /// Why an `updated` event was sent (extension `updatereason`).
+    #[serde(
+        rename = "updatereason",
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_list"
+    )]
+    pub update_reasons: Vec<UpdateReason>,
+}
+
+impl Attributes {
+    /// The incident state the event reports: `incidentstate`, or `opened`
+    /// when absent (events of producers that predate the lifecycle).
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.incident_state.unwrap_or(Lifecycle::Opened)
+    }
+}
+
+fn serialize_list<T: std::fmt::Display, S: serde::Serializer>(
+    items: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&join_list(items))
 }
 
 /// A payload that can travel as the `data` of a safecity CloudEvent.
@@ -144,6 +194,11 @@ struct WireEvent<'a> {
     datacontenttype: Option<String>,
     traceparent: Option<String>,
     incidentid: Option<String>,
+    incidentstate: Option<String>,
+    trackid: Option<String>,
+    zones: Option<String>,
+    movement: Option<String>,
+    updatereason: Option<String>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
 }
@@ -168,6 +223,11 @@ impl<T: EventData> CloudEvent<T> {
                 time: Utc::now(),
                 traceparent: None,
                 incident_id: None,
+                incident_state: None,
+                track_id: None,
+                zones: Vec::new(),
+                movement: Vec::new(),
+                update_reasons: Vec::new(),
             },
             data,
         }
@@ -176,6 +236,36 @@ impl<T: EventData> CloudEvent<T> {
     /// Sets the `incidentid` extension.
     pub fn with_incident_id(mut self, incident_id: impl Into<String>) -> Self {
         self.attributes.incident_id = Some(incident_id.into());
+        self
+    }
+
+    /// Sets the `incidentstate` extension.
+    pub fn with_lifecycle(mut self, state: Lifecycle) -> Self {
+        self.attributes.incident_state = Some(state);
+        self
+    }
+
+    /// Sets the `trackid` extension.
+    pub fn with_track_id(mut self, track_id: impl Into<String>) -> Self {
+        self.attributes.track_id = Some(track_id.into());
+        self
+    }
+
+    /// Sets the `zones` extension (names as [`check_zone_name`] allows them).
+    pub fn with_zones(mut self, zones: Vec<String>) -> Self {
+        self.attributes.zones = zones;
+        self
+    }
+
+    /// Sets the `movement` extension.
+    pub fn with_movement(mut self, movement: Vec<ZoneMovement>) -> Self {
+        self.attributes.movement = movement;
+        self
+    }
+
+    /// Sets the `updatereason` extension.
+    pub fn with_update_reasons(mut self, reasons: Vec<UpdateReason>) -> Self {
+        self.attributes.update_reasons = reasons;
         self
     }
 
@@ -282,6 +372,26 @@ fn decode_attributes(wire: &WireEvent<'_>) -> Result<Attributes, DecodeError> {
                 })
         })
         .transpose()?;
+    let invalid =
+        |field: &'static str| move |reason: String| DecodeError::InvalidAttribute { field, reason };
+    let incident_state = wire
+        .incidentstate
+        .as_deref()
+        .map(|text| text.parse::<Lifecycle>().map_err(invalid("incidentstate")))
+        .transpose()?;
+    if let Some(track) = &wire.trackid
+        && track.is_empty()
+    {
+        return Err(invalid("trackid")("must not be empty".to_owned()));
+    }
+    let zones = parse_list(wire.zones.as_deref().unwrap_or(""), |zone| {
+        check_zone_name(zone).map(|()| zone.to_owned())
+    })
+    .map_err(invalid("zones"))?;
+    let movement = parse_list(wire.movement.as_deref().unwrap_or(""), str::parse)
+        .map_err(invalid("movement"))?;
+    let update_reasons = parse_list(wire.updatereason.as_deref().unwrap_or(""), str::parse)
+        .map_err(invalid("updatereason"))?;
     Ok(Attributes {
         id,
         source,
@@ -289,6 +399,11 @@ fn decode_attributes(wire: &WireEvent<'_>) -> Result<Attributes, DecodeError> {
         time,
         traceparent,
         incident_id: wire.incidentid.clone(),
+        incident_state,
+        track_id: wire.trackid.clone(),
+        zones,
+        movement,
+        update_reasons,
     })
 }
 
@@ -399,9 +514,71 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_extensions_round_trip_and_default_to_opened() {
+        let old = decode(valid()).expect("valid event");
+        assert_eq!(
+            old.attributes.lifecycle(),
+            Lifecycle::Opened,
+            "absent = opened"
+        );
+        assert!(old.attributes.zones.is_empty());
+        let wire: serde_json::Value = serde_json::from_slice(&old.to_json()).expect("json");
+        for absent in [
+            "incidentstate",
+            "trackid",
+            "zones",
+            "movement",
+            "updatereason",
+        ] {
+            assert!(
+                wire.get(absent).is_none(),
+                "{absent} is left out when unset"
+            );
+        }
+        let event = old
+            .with_lifecycle(Lifecycle::Updated)
+            .with_track_id("7")
+            .with_zones(vec!["crossing".into(), "school-gate".into()])
+            .with_movement(vec!["platform-edge:leaving".parse().expect("movement")])
+            .with_update_reasons(vec![UpdateReason::NewZone, UpdateReason::BetterSnapshot]);
+        let wire: serde_json::Value = serde_json::from_slice(&event.to_json()).expect("json");
+        assert_eq!(wire["incidentstate"], "updated");
+        assert_eq!(wire["trackid"], "7");
+        assert_eq!(wire["zones"], "crossing,school-gate");
+        assert_eq!(wire["movement"], "platform-edge:leaving");
+        assert_eq!(wire["updatereason"], "new-zone,better-snapshot");
+        let again = CloudEvent::<serde_json::Value>::from_json(&event.to_json()).expect("again");
+        assert_eq!(again, event);
+        assert_eq!(again.attributes.lifecycle(), Lifecycle::Updated);
+    }
+
+    #[test]
+    fn bad_lifecycle_extensions_name_the_attribute() {
+        for (field, value) in [
+            ("incidentstate", "reopened"),
+            ("trackid", ""),
+            ("zones", "crossing,School Gate"),
+            ("movement", "crossing:running"),
+            ("updatereason", "boredom"),
+        ] {
+            let mut event = valid();
+            event[field] = json!(value);
+            match decode(event) {
+                Err(DecodeError::InvalidAttribute {
+                    field: named,
+                    reason,
+                }) => {
+                    assert_eq!(named, field, "{reason}");
+                }
+                other => panic!("{field} = {value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_wrong_shaped_payload_names_data_not_data_dot_dot() {
         let mut event = valid();
-        event["data"] = json!(["not", "an", "object"]);
+        event["data"] = json!("not an object");
         #[derive(Debug, PartialEq, Serialize, Deserialize)]
         struct Reading {
             celsius: f64,

@@ -7,6 +7,8 @@
 //! - [`event`]: CloudEvents 1.0 in JSON structured mode, validated on decode
 //!   with the offending field named; [`city`]: the payloads (safety events,
 //!   cameras, detections).
+//! - [`incident`]: the incident lifecycle extensions (`incidentstate`,
+//!   `zones`, `movement`, `updatereason`) and zone names.
 //! - [`frame`]: camera frames, a binary JPEG body with camera headers.
 //! - [`topology`]: exchange and queue names, bindings ([`Subscription`]) and
 //!   their idempotent declaration.
@@ -26,14 +28,16 @@ pub mod event;
 mod event_type;
 pub mod frame;
 pub mod headers;
+pub mod incident;
 pub mod publish;
 pub mod topology;
 pub mod trace;
 
-pub use city::{BoundingBox, Camera, Detection, EventType, FrameSize, Jpeg, SafetyEvent};
+pub use city::{BoundingBox, Camera, Detection, EventType, FrameAge, FrameSize, Jpeg, SafetyEvent};
 pub use dead_letter::{DeadLetterCause, FailureRecord};
 pub use event::{Attributes, CloudEvent, DecodeError, EventData};
 pub use frame::Frame;
+pub use incident::{Lifecycle, Movement, UpdateReason, ZoneMovement};
 pub use publish::{PublishError, Publisher};
 pub use topology::{FunctionQueues, QueueType, Subscription};
 pub use trace::TraceParent;

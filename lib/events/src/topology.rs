@@ -10,6 +10,15 @@
 //!
 //! One retry queue per delay: every message in it waits the same time, so expiry
 //! is first-in first-out and a long delay never holds back a short one.
+//!
+//! Frames are perishable, events are not. A work queue that takes only
+//! frames is a bounded classic queue ([`FrameBounds`]): at most
+//! `max_frames` wait (the oldest is dropped first), none longer than the
+//! frame budget (its message TTL), and what the broker drops goes to
+//! `safecity.frames.dropped` under the frame's region, where each region's
+//! motion gate counts it per camera. Classic, not quorum: a frame lost with
+//! a broker node costs nothing a replicated write is worth, and classic
+//! queues take several times the frames per second (docs/capacity.md).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +34,30 @@ pub const EVENTS_EXCHANGE: &str = "safecity.events";
 
 /// Topic exchange of camera frames; the routing key is the camera's region.
 pub const FRAMES_EXCHANGE: &str = "safecity.frames";
+
+/// Topic exchange of the frames the broker dropped from a frames queue
+/// (expired or pushed out), under their region.
+pub const FRAMES_DROPPED_EXCHANGE: &str = "safecity.frames.dropped";
+
+/// The bounds of a work queue that takes frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameBounds {
+    /// The frame budget: a frame waits at most this long (the queue's
+    /// message TTL); older ones are dropped, they would only make alerts late.
+    pub budget: Duration,
+    /// At most this many frames wait; a new one pushes the oldest out.
+    pub max_frames: u32,
+}
+
+impl Default for FrameBounds {
+    /// 10 s, 1,000 frames.
+    fn default() -> Self {
+        FrameBounds {
+            budget: Duration::from_secs(10),
+            max_frames: 1000,
+        }
+    }
+}
 
 /// Deliveries of one message after which the broker itself dead-letters it
 /// (a handler that crashes its process every time must not loop forever).
@@ -58,6 +91,13 @@ impl Subscription {
             Subscription::Frames { region: Some(r) } => r,
             Subscription::Frames { region: None } => "#",
         }
+    }
+}
+
+impl Subscription {
+    /// Whether this binding brings frames.
+    pub fn is_frames(&self) -> bool {
+        matches!(self, Subscription::Frames { .. })
     }
 }
 
@@ -191,9 +231,9 @@ async fn declare_queue(
         })
 }
 
-/// Declares the two city exchanges (durable topic exchanges).
+/// Declares the city exchanges (durable topic exchanges).
 pub async fn declare_exchanges(channel: &Channel) -> Result<(), TopologyError> {
-    for exchange in [EVENTS_EXCHANGE, FRAMES_EXCHANGE] {
+    for exchange in [EVENTS_EXCHANGE, FRAMES_EXCHANGE, FRAMES_DROPPED_EXCHANGE] {
         channel
             .exchange_declare(
                 ShortString::from(exchange),
@@ -237,13 +277,54 @@ pub async fn declare_retry_queue(
 }
 
 /// Declares everything a function needs, idempotently: exchanges, work queue,
-/// dead-letter queue, retry queues for `retry_delays`, and the bindings.
+/// dead-letter queue, retry queues for `retry_delays`, and the bindings; a
+/// frames-only work queue gets the default [`FrameBounds`].
 pub async fn declare_function(
     channel: &Channel,
     queues: &FunctionQueues,
     subscriptions: &[Subscription],
     queue_type: QueueType,
     retry_delays: &[Duration],
+) -> Result<(), TopologyError> {
+    declare_function_bounded(
+        channel,
+        queues,
+        subscriptions,
+        queue_type,
+        retry_delays,
+        FrameBounds::default(),
+    )
+    .await
+}
+
+/// The arguments of a frames work queue bounded by `bounds`.
+pub fn frames_queue_arguments(bounds: FrameBounds) -> FieldTable {
+    let mut args = durable_queue_arguments(QueueType::Classic);
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(i64::from(bounds.max_frames)),
+    );
+    args.insert("x-overflow".into(), text("drop-head"));
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(bounds.budget.as_millis()).unwrap_or(i64::MAX)),
+    );
+    // No routing key: a dropped frame keeps its region.
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        text(FRAMES_DROPPED_EXCHANGE),
+    );
+    args
+}
+
+/// [`declare_function`] with the frame bounds of a frames-only work queue.
+pub async fn declare_function_bounded(
+    channel: &Channel,
+    queues: &FunctionQueues,
+    subscriptions: &[Subscription],
+    queue_type: QueueType,
+    retry_delays: &[Duration],
+    frame_bounds: FrameBounds,
 ) -> Result<(), TopologyError> {
     if subscriptions.is_empty() {
         return Err(TopologyError::NoSubscriptions(queues.function().to_owned()));
@@ -256,18 +337,23 @@ pub async fn declare_function(
     )
     .await?;
 
-    let mut work_args = durable_queue_arguments(queue_type);
-    work_args.insert("x-dead-letter-exchange".into(), text(""));
-    work_args.insert(
-        "x-dead-letter-routing-key".into(),
-        text(&queues.dead_letter()),
-    );
-    if queue_type == QueueType::Quorum {
-        work_args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    let work_args = if subscriptions.iter().all(Subscription::is_frames) {
+        frames_queue_arguments(frame_bounds)
+    } else {
+        let mut args = durable_queue_arguments(queue_type);
+        args.insert("x-dead-letter-exchange".into(), text(""));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            text(&queues.dead_letter()),
         );
-    }
+        if queue_type == QueueType::Quorum {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DELIVERY_LIMIT),
+            );
+        }
+        args
+    };
     declare_queue(channel, &queues.work(), work_args).await?;
 
     for delay in retry_delays {

@@ -15,7 +15,9 @@ pub mod migrate;
 pub mod notifier;
 pub mod once;
 pub mod post;
-pub mod privacy;
+/// Pixelating people in snapshots: one home, [`safecity_cameras::privacy`]
+/// (the detector uses it at the source; posts use it again).
+pub use safecity_cameras::privacy;
 #[cfg(feature = "receiver")]
 pub mod receiver;
 pub mod secret;

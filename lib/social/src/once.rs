@@ -164,6 +164,36 @@ impl<N: Notifier> PostOnce<N> {
         post: &Post,
         now: DateTime<Utc>,
     ) -> Result<AlertOutcome, HandlerError> {
+        self.post_once(incident, region, summary, post, now, self.storm.max_posts)
+            .await
+    }
+
+    /// Posts `post` once for `subject` (a ledger key of its own, e.g.
+    /// `<incident>-closed` for the end of an incident already alerted),
+    /// outside storm control: a notice is never held or merged. It still
+    /// counts in the region's window, and a replay of the same key never
+    /// makes a second post.
+    pub async fn notice(
+        &self,
+        subject: &str,
+        region: &str,
+        summary: &str,
+        post: &Post,
+        now: DateTime<Utc>,
+    ) -> Result<AlertOutcome, HandlerError> {
+        self.post_once(subject, region, summary, post, now, u32::MAX)
+            .await
+    }
+
+    async fn post_once(
+        &self,
+        incident: &str,
+        region: &str,
+        summary: &str,
+        post: &Post,
+        now: DateTime<Utc>,
+        max_posts: u32,
+    ) -> Result<AlertOutcome, HandlerError> {
         match self.ledger.state(incident).await? {
             Some(IncidentState::Posted | IncidentState::Merged) => {
                 return Ok(AlertOutcome::AlreadyPosted);
@@ -185,7 +215,7 @@ impl<N: Notifier> PostOnce<N> {
                 &[(incident, summary)],
                 now,
                 self.window_start(now),
-                self.storm.max_posts,
+                max_posts,
             )
             .await?;
         if !claimed {

@@ -17,6 +17,12 @@
 //! Needs the assets (`scripts/fetch-yolo-assets.sh`) and `.venv` with OpenCV.
 //! `SAFECITY_BENCH_FILTER=tiny` (a substring of the row label) runs a subset.
 //! Iteration counts are small: v4 @608 batch 8 alone is minutes on 2 cores.
+//!
+//! Quick mode (`SAFECITY_BENCH_QUICK=1`): tiny @416 batch 1 (3 iterations)
+//! and yolov4 @416 batch 1 (1 iteration) only, no profiles. With
+//! `SAFECITY_BENCH_ROWS` set, each row of the table is also appended as a
+//! row for `safecity bench` (images/s, ours against OpenCV, issue 15's
+//! targets).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -135,6 +141,40 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// Issue 15's target for a model at a batch size (ours / OpenCV in images/s).
+fn target(label: &str, batch: usize) -> Option<&'static str> {
+    match (label.starts_with("yolov4-tiny"), batch) {
+        (true, 1) => Some(">= 1.5x"),
+        (true, 8) => Some(">= 1.0x"),
+        (false, 1) => Some(">= 1.2x"),
+        _ => None,
+    }
+}
+
+/// One row of the table for `safecity bench`.
+fn emit_row(label: &str, batch: usize, iterations: usize, ours_s: f64, opencv_s: f64) {
+    let row = safecity_bench_rows::Row::new(
+        "detector",
+        format!(
+            "{label}, batch {batch}, CPU {THREADS} threads ({iterations} timed {})",
+            if iterations == 1 { "run" } else { "runs" }
+        ),
+        batch as f64 / ours_s,
+        "img/s",
+        safecity_bench_rows::Better::Higher,
+    )
+    .baseline(
+        format!("OpenCV DNN, {THREADS} threads"),
+        batch as f64 / opencv_s,
+    );
+    match target(label, batch) {
+        Some(target) => row.target(target),
+        None => row,
+    }
+    .emit()
+    .expect("bench rows");
+}
+
 /// Per-layer profile of our forward at the model's size, batch 1.
 fn profile(model: &Darknet) {
     let (size, _) = model.input_size();
@@ -241,6 +281,7 @@ fn main() {
         );
     }
     let filter = std::env::var("SAFECITY_BENCH_FILTER").unwrap_or_default();
+    let quick = safecity_bench_rows::quick();
     let scratch = ScratchDir::new("bench");
     let stock = assets::text("yolov4.cfg");
     let v4_weights = scratch.join("yolov4-random.weights");
@@ -251,9 +292,18 @@ fn main() {
         size: 416,
         cfg: assets::path("yolov4-tiny.cfg"),
         weights: assets::path("yolov4-tiny.weights"),
-        runs: vec![(1, 10), (8, 2)],
+        runs: if quick {
+            vec![(1, 3)]
+        } else {
+            vec![(1, 10), (8, 2)]
+        },
     }];
-    for (size, runs) in [(416, vec![(1, 2), (8, 1)]), (608, vec![(1, 1), (8, 1)])] {
+    let full_runs = if quick {
+        vec![(416, vec![(1, 1)])]
+    } else {
+        vec![(416, vec![(1, 2), (8, 1)]), (608, vec![(1, 1), (8, 1)])]
+    };
+    for (size, runs) in full_runs {
         let cfg = scratch.join(&format!("yolov4-{size}.cfg"));
         std::fs::write(&cfg, cfg_text::with_input_size(&stock, size, size)).expect("write cfg");
         nets.push(Net {
@@ -282,6 +332,7 @@ fn main() {
                 ours_s * 1e3,
                 opencv_s * 1e3
             );
+            emit_row(net.label, batch, iterations, ours_s, opencv_s);
             rows.push(Row {
                 label: net.label.to_string(),
                 batch,
@@ -292,6 +343,9 @@ fn main() {
         }
     }
     print_table(&rows);
+    if quick {
+        return;
+    }
 
     // Where a batch-1 forward spends its time, by kind of layer.
     for net in &nets {

@@ -3,6 +3,8 @@
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::KernelChoice;
+
 /// The activation that follows a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -47,31 +49,46 @@ impl Activation {
 }
 
 impl Activation {
-    /// Applies the activation to a tensor on any device.
-    ///
-    /// On the CPU this runs [`Activation::apply`] element by element (exactly
-    /// Darknet's functions, in parallel); on other devices it is composed from
-    /// candle tensor ops with the same thresholds.
+    /// Applies the activation to a tensor on any device:
+    /// [`Activation::forward_with`] with [`KernelChoice::Native`].
     pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, KernelChoice::Native)
+    }
+
+    /// Applies the activation with the chosen implementation: with
+    /// [`KernelChoice::Native`] an f32 CPU tensor runs [`Activation::apply`]
+    /// element by element (exactly Darknet's functions, in parallel); anything
+    /// else runs [`Activation::forward_portable`].
+    pub fn forward_with(self, x: &Tensor, kernels: KernelChoice) -> candle_core::Result<Tensor> {
         if self == Activation::Linear {
             return Ok(x.clone());
         }
-        if matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32 {
+        if kernels == KernelChoice::Native
+            && matches!(x.device(), Device::Cpu)
+            && x.dtype() == candle_core::DType::F32
+        {
             return x.contiguous()?.apply_op1_no_bwd(&ActivationOp(self));
         }
+        self.forward_portable(x)
+    }
+
+    /// The activation composed from candle tensor ops, which have kernels on
+    /// every device (CUDA included) and for every float dtype.
+    ///
+    /// Leaky and logistic compute what [`Activation::apply`] does. Mish is
+    /// `x * tanh(ln(exp(x) + 1))`, five element-wise kernels: above Darknet's
+    /// softplus threshold (20) `ln(exp(x) + 1)` rounds to `x` in f32 and
+    /// `exp` overflowing to infinity still gives `tanh = 1`, so the result is
+    /// `x` as in Darknet; below -20 `exp(x) + 1` rounds to 1 and the result is
+    /// 0 where Darknet gives `x * exp(x)`, under 5e-8 in magnitude. In
+    /// between, `ln(1 + e)` instead of `ln_1p(e)` differs by at most half an
+    /// ulp of 1 in the softplus.
+    pub fn forward_portable(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Linear => Ok(x.clone()),
             Activation::Leaky => x.maximum(&(x * 0.1)?),
             Activation::Logistic => candle_nn::ops::sigmoid(x),
-            Activation::Mish => {
-                // softplus with Darknet's threshold: x above 20, exp(x) below -20.
-                let exp = x.exp()?;
-                let middle = (&exp + 1.0)?.log()?;
-                let high = x.gt(20.0)?;
-                let low = x.lt(-20.0)?;
-                let softplus = high.where_cond(x, &low.where_cond(&exp, &middle)?)?;
-                x * softplus.tanh()?
-            }
+            Activation::Mish => x * (x.exp()? + 1.0)?.log()?.tanh()?,
         }
     }
 }
@@ -143,6 +160,31 @@ mod tests {
             let got = act.forward(&x)?.to_vec1::<f32>()?;
             let want: Vec<f32> = values.iter().map(|&v| act.apply(v)).collect();
             assert_eq!(got, want, "{act:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_portable_composition_matches_the_cpu_op() -> candle_core::Result<()> {
+        // Every f32 from -100 to 100 in steps of 1/64, around both softplus
+        // thresholds and far past exp's overflow.
+        let values: Vec<f32> = (-6400..=6400).map(|i| i as f32 / 64.0).collect();
+        let x = Tensor::new(&values[..], &Device::Cpu)?;
+        for act in [
+            Activation::Linear,
+            Activation::Leaky,
+            Activation::Mish,
+            Activation::Logistic,
+        ] {
+            let native = act.forward(&x)?.to_vec1::<f32>()?;
+            let portable = act.forward_portable(&x)?.to_vec1::<f32>()?;
+            for ((v, n), p) in values.iter().zip(&native).zip(&portable) {
+                assert!(p.is_finite(), "{act:?}({v}) = {p}");
+                assert!(
+                    (n - p).abs() <= 1e-6 * (1.0 + n.abs()),
+                    "{act:?}({v}): native {n}, portable {p}"
+                );
+            }
         }
         Ok(())
     }

@@ -2,15 +2,16 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::darknet::cfg::NetConfig;
 use crate::error::LoadError;
+use crate::kernels::KernelChoice;
 use crate::model::{Darknet, LoadOptions};
-use crate::postprocess::{self, HeadOutput, NmsKind};
-use crate::preprocess::{self, ImageLimits, Resize};
+use crate::postprocess::{self, CellIndex, HeadCells, HeadLayout, HeadOutput, NmsKind};
+use crate::preprocess::{self, ImageLimits, Placement, Resize};
 
 pub use crate::postprocess::PixelBox;
 
@@ -198,33 +199,66 @@ impl Detector {
             .unzip();
         let input = preprocess::batch(&planes, width, height, self.model.device())?;
         drop(planes);
-        let logits = self.model.forward_heads(&input)?;
-        let mut data = Vec::with_capacity(logits.len());
-        for tensor in &logits {
-            let (n, _, h, w) = tensor.dims4()?;
-            let values = tensor
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            data.push((values, n, h, w));
+        self.detect_input(&input, &placements)
+    }
+
+    /// Runs the network and the post-processing on an already prepared input
+    /// batch (`(N, C, H, W)` on the model's device, as
+    /// [`preprocess::batch`] makes it), one [`Placement`] per image.
+    ///
+    /// On the CPU with [`KernelChoice::Native`] the whole head logits are
+    /// decoded on the host. Otherwise (a CUDA device, or the portable path)
+    /// only the objectness of every cell, then the entries of the cells that
+    /// pass the threshold, are copied to the host ([`gather_cells`]): the
+    /// same candidates, without moving the whole heads off the device.
+    pub fn detect_input(
+        &self,
+        input: &Tensor,
+        placements: &[Placement],
+    ) -> Result<Vec<Vec<ObjectDetection>>, DetectError> {
+        let batch = input.dim(0)?;
+        if placements.len() != batch {
+            return Err(DetectError::Candle(candle_core::Error::Msg(format!(
+                "{} placements for a batch of {batch}",
+                placements.len()
+            ))));
         }
+        let (width, height) = self.model.input_size();
+        let threshold = self.options.confidence_threshold;
+        let logits = self.model.forward_heads(input)?;
         let heads = self.model.heads();
-        let outputs: Vec<HeadOutput<'_>> = heads
-            .iter()
-            .zip(&data)
-            .map(|(head, (values, n, h, w))| HeadOutput {
-                layout: head.layout(),
-                data: values,
-                batch: *n,
-                height: *h,
-                width: *w,
-            })
-            .collect();
-        let per_image =
-            postprocess::decode(&outputs, width, height, self.options.confidence_threshold);
+        let on_host = self.model.device().is_cpu() && self.model.kernels() == KernelChoice::Native;
+        let per_image = if on_host {
+            let mut data = Vec::with_capacity(logits.len());
+            for tensor in &logits {
+                let (n, _, h, w) = tensor.dims4()?;
+                let values = tensor.flatten_all()?.to_vec1::<f32>()?;
+                data.push((values, n, h, w));
+            }
+            let outputs: Vec<HeadOutput<'_>> = heads
+                .iter()
+                .zip(&data)
+                .map(|(head, (values, n, h, w))| HeadOutput {
+                    layout: head.layout(),
+                    data: values,
+                    batch: *n,
+                    height: *h,
+                    width: *w,
+                })
+                .collect();
+            postprocess::decode(&outputs, width, height, threshold)
+        } else {
+            let cells = heads
+                .iter()
+                .zip(&logits)
+                .map(|(head, tensor)| gather_cells(tensor, head.layout(), threshold))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let pairs: Vec<_> = heads.iter().map(|h| h.layout()).zip(&cells).collect();
+            postprocess::decode_cells(&pairs, width, height, threshold)
+        };
         Ok(per_image
             .into_iter()
-            .zip(&placements)
+            .zip(placements)
             .map(|(candidates, placement)| {
                 // NMS in source-normalized coordinates, as Darknet does after correct_yolo_boxes.
                 let candidates = candidates
@@ -248,6 +282,72 @@ impl Detector {
             })
             .collect())
     }
+}
+
+/// Copies from a head's logits (`(N, anchors * (5 + classes), H, W)`, on any
+/// device) only what decoding at `threshold` needs: first the objectness
+/// entry of every cell (`N * anchors * H * W` values), then, for the cells
+/// whose [`postprocess::objectness`] exceeds the threshold, their
+/// `5 + classes` entries, gathered on the device with `index_select`. The
+/// cells come in [`postprocess::decode`]'s order, so
+/// [`postprocess::decode_cells`] gives exactly its candidates.
+pub fn gather_cells(
+    logits: &Tensor,
+    layout: &HeadLayout,
+    threshold: f32,
+) -> candle_core::Result<HeadCells> {
+    let (batch, channels, height, width) = logits.dims4()?;
+    let anchors = layout.anchors.len();
+    let entries = 5 + layout.classes;
+    if channels != anchors * entries {
+        candle_core::bail!(
+            "head has {channels} channels; {anchors} anchors x (5 + {} classes) need {}",
+            layout.classes,
+            anchors * entries
+        );
+    }
+    let plane = height * width;
+    let logits = logits
+        .to_dtype(DType::F32)?
+        .reshape((batch, anchors, entries, plane))?;
+    // (N, anchors, plane) objectness logits: the only full-size copy, 1/entries of the head.
+    let objectness = logits.narrow(2, 4, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut cells = Vec::new();
+    let mut rows = Vec::new();
+    for image in 0..batch {
+        for cell in 0..plane {
+            for anchor in 0..anchors {
+                let row = (image * anchors + anchor) * plane + cell;
+                if postprocess::objectness(layout, objectness[row]) > threshold {
+                    cells.push(CellIndex {
+                        image,
+                        cell,
+                        anchor,
+                    });
+                    rows.push(u32::try_from(row).map_err(candle_core::Error::wrap)?);
+                }
+            }
+        }
+    }
+    let values = if rows.is_empty() {
+        Vec::new()
+    } else {
+        let count = rows.len();
+        let ids = Tensor::from_vec(rows, count, logits.device())?;
+        logits
+            .transpose(2, 3)?
+            .reshape((batch * anchors * plane, entries))?
+            .index_select(&ids, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+    };
+    Ok(HeadCells {
+        batch,
+        height,
+        width,
+        cells,
+        values,
+    })
 }
 
 /// Parses a Darknet names file: one class name per non-empty line, trimmed.

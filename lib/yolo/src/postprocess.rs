@@ -143,46 +143,176 @@ pub fn decode(
             head.height,
             head.width
         );
-        let s = layout.scale_x_y;
-        let activate = |v: f32| if layout.new_coords { v } else { sigmoid(v) };
         for (b, candidates) in out.iter_mut().enumerate() {
             let image = &head.data[b * per_image..(b + 1) * per_image];
             for row in 0..head.height {
                 for col in 0..head.width {
                     let cell = row * head.width + col;
-                    for (n, &(anchor_w, anchor_h)) in layout.anchors.iter().enumerate() {
+                    for n in 0..layout.anchors.len() {
                         let at = |k: usize| image[(n * entries + k) * plane + cell];
-                        let objectness = activate(at(4));
-                        if objectness <= threshold {
-                            continue;
-                        }
-                        let (tx, ty, tw, th) = (at(0), at(1), at(2), at(3));
-                        let sx = activate(tx) * s - 0.5 * (s - 1.0);
-                        let sy = activate(ty) * s - 0.5 * (s - 1.0);
-                        let (w, h) = if layout.new_coords {
-                            (tw * tw * 4.0 * anchor_w, th * th * 4.0 * anchor_h)
-                        } else {
-                            (tw.exp() * anchor_w, th.exp() * anchor_h)
+                        let place = CellPlace {
+                            col,
+                            row,
+                            anchor: n,
                         };
-                        let bbox = NormBox {
-                            x: (col as f32 + sx) / head.width as f32,
-                            y: (row as f32 + sy) / head.height as f32,
-                            w: w / net_width as f32,
-                            h: h / net_height as f32,
-                        };
-                        for class_id in 0..layout.classes {
-                            let confidence = objectness * activate(at(5 + class_id));
-                            if confidence > threshold {
-                                candidates.push(Candidate {
-                                    class_id,
-                                    confidence,
-                                    bbox,
-                                });
-                            }
-                        }
+                        decode_cell(
+                            head,
+                            place,
+                            at,
+                            (net_width, net_height),
+                            threshold,
+                            candidates,
+                        );
                     }
                 }
             }
+        }
+    }
+    out
+}
+
+/// Where a cell sits in its head: column, row and anchor (after `mask=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CellPlace {
+    col: usize,
+    row: usize,
+    anchor: usize,
+}
+
+/// Decodes one anchor of one grid cell, whose entry `k` (`tx, ty, tw, th,
+/// objectness, classes...`) is `at(k)`, into `candidates`. Both [`decode`]
+/// and [`decode_cells`] run this, so they give the same numbers.
+fn decode_cell(
+    head: &HeadOutput<'_>,
+    place: CellPlace,
+    at: impl Fn(usize) -> f32,
+    (net_width, net_height): (usize, usize),
+    threshold: f32,
+    candidates: &mut Vec<Candidate>,
+) {
+    let layout = head.layout;
+    let s = layout.scale_x_y;
+    let activate = |v: f32| if layout.new_coords { v } else { sigmoid(v) };
+    let objectness = activate(at(4));
+    if objectness <= threshold {
+        return;
+    }
+    let (anchor_w, anchor_h) = layout.anchors[place.anchor];
+    let (tx, ty, tw, th) = (at(0), at(1), at(2), at(3));
+    let sx = activate(tx) * s - 0.5 * (s - 1.0);
+    let sy = activate(ty) * s - 0.5 * (s - 1.0);
+    let (w, h) = if layout.new_coords {
+        (tw * tw * 4.0 * anchor_w, th * th * 4.0 * anchor_h)
+    } else {
+        (tw.exp() * anchor_w, th.exp() * anchor_h)
+    };
+    let bbox = NormBox {
+        x: (place.col as f32 + sx) / head.width as f32,
+        y: (place.row as f32 + sy) / head.height as f32,
+        w: w / net_width as f32,
+        h: h / net_height as f32,
+    };
+    for class_id in 0..layout.classes {
+        let confidence = objectness * activate(at(5 + class_id));
+        if confidence > threshold {
+            candidates.push(Candidate {
+                class_id,
+                confidence,
+                bbox,
+            });
+        }
+    }
+}
+
+/// The activated objectness of a raw entry, as [`decode`] computes it: the
+/// sigmoid, or the value itself with `new_coords=1`. A cell can only give a
+/// candidate when this exceeds the threshold.
+pub fn objectness(layout: &HeadLayout, logit: f32) -> f32 {
+    if layout.new_coords {
+        logit
+    } else {
+        sigmoid(logit)
+    }
+}
+
+/// One anchor of one grid cell of a head, picked for decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellIndex {
+    /// Image of the batch.
+    pub image: usize,
+    /// `row * width + col` in the head's grid.
+    pub cell: usize,
+    /// Anchor (after `mask=`).
+    pub anchor: usize,
+}
+
+/// Some cells of one head's output: the raw entries (`5 + classes` each) of
+/// the cells whose objectness passed the threshold, in the order [`decode`]
+/// visits them (image, row, column, anchor). What
+/// [`gather_cells`](crate::detector::gather_cells) copies from a device
+/// instead of the whole head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadCells {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Grid rows.
+    pub height: usize,
+    /// Grid columns.
+    pub width: usize,
+    /// The picked cells.
+    pub cells: Vec<CellIndex>,
+    /// `cells.len() * (5 + classes)` raw entries, one row per cell.
+    pub values: Vec<f32>,
+}
+
+/// [`decode`] for heads of which only some cells were copied: the same
+/// candidates, in the same order, as long as every cell whose
+/// [`objectness`] exceeds `threshold` is among them.
+///
+/// # Panics
+/// When a head's `values` do not hold `5 + classes` entries per cell, or the
+/// heads disagree on the batch size.
+pub fn decode_cells(
+    heads: &[(&HeadLayout, &HeadCells)],
+    net_width: usize,
+    net_height: usize,
+    threshold: f32,
+) -> Vec<Vec<Candidate>> {
+    let batch = heads.first().map_or(0, |(_, h)| h.batch);
+    let mut out = vec![Vec::new(); batch];
+    for (layout, cells) in heads {
+        assert_eq!(
+            cells.batch, batch,
+            "all heads must have the same batch size"
+        );
+        let entries = 5 + layout.classes;
+        assert_eq!(
+            cells.values.len(),
+            cells.cells.len() * entries,
+            "{} cells need {entries} entries each",
+            cells.cells.len()
+        );
+        let head = HeadOutput {
+            layout,
+            data: &[],
+            batch,
+            height: cells.height,
+            width: cells.width,
+        };
+        for (index, row) in cells.cells.iter().zip(cells.values.chunks_exact(entries)) {
+            let place = CellPlace {
+                col: index.cell % cells.width,
+                row: index.cell / cells.width,
+                anchor: index.anchor,
+            };
+            decode_cell(
+                &head,
+                place,
+                |k| row[k],
+                (net_width, net_height),
+                threshold,
+                &mut out[index.image],
+            );
         }
     }
     out

@@ -22,9 +22,16 @@ fn every_layer_matches_the_reference() {
     let cfg = NetConfig::parse(synthetic::CFG).unwrap();
     let (convs, bytes) = synthetic::weights(7);
     for eps in [DARKNET_BN_EPSILON, OPENCV_BN_EPSILON] {
-        let model =
-            Darknet::load_with(&cfg, &bytes, &Device::Cpu, &LoadOptions { bn_epsilon: eps })
-                .unwrap();
+        let model = Darknet::load_with(
+            &cfg,
+            &bytes,
+            &Device::Cpu,
+            &LoadOptions {
+                bn_epsilon: eps,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
         let image = synthetic::input(11);
         let want = synthetic::reference(&image, &convs, eps);
         let x = Tensor::from_vec(image.data.clone(), (1, 3, 10, 10), &Device::Cpu).unwrap();

@@ -42,6 +42,7 @@ fn load_like_opencv(cfg: &str, weights: &[u8]) -> Darknet {
     let cfg = NetConfig::parse(cfg).expect("cfg parses");
     let options = LoadOptions {
         bn_epsilon: OPENCV_BN_EPSILON,
+        ..LoadOptions::default()
     };
     Darknet::load_with(&cfg, weights, &Device::Cpu, &options).expect("model loads")
 }

@@ -13,6 +13,8 @@
 //! function whose name and event type come from its environment, so one
 //! binary plays any number of functions.
 
+pub mod kube_fake;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

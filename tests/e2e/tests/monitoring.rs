@@ -19,11 +19,20 @@ fn processes_naming(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
         .filter_map(|e| {
             let environ = std::fs::read(e.path().join("environ")).ok()?;
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let text = format!("{}{}", String::from_utf8_lossy(&environ), String::from_utf8_lossy(&cmdline));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&environ),
+                String::from_utf8_lossy(&cmdline)
+            );
             text.contains(needle)
                 .then(|| String::from_utf8_lossy(&cmdline).replace('\0', " "))
         })
@@ -33,11 +42,16 @@ fn processes_naming(needle: &str) -> Vec<String> {
 #[test]
 fn every_dashboard_and_alert_query_returns_data_from_a_live_local_city() {
     if std::env::var("SAFECITY_SLOW_TESTS").as_deref() != Ok("1") {
-        eprintln!("skipped: set SAFECITY_SLOW_TESTS=1 (a live city scraped by Prometheus for 80 s)");
+        eprintln!(
+            "skipped: set SAFECITY_SLOW_TESTS=1 (a live city scraped by Prometheus for 80 s)"
+        );
         return;
     }
     let python = root().join(".venv/bin/python");
-    assert!(python.is_file(), "run scripts/check-monitoring.sh first (.venv)");
+    assert!(
+        python.is_file(),
+        "run scripts/check-monitoring.sh first (.venv)"
+    );
     let bin = build_binaries();
     let work = std::env::temp_dir().join(format!("safecity-e2e-monitoring-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work folder");
@@ -56,7 +70,10 @@ fn every_dashboard_and_alert_query_returns_data_from_a_live_local_city() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while !city_file.is_file() {
         assert!(Instant::now() < deadline, "the city did not start");
-        assert!(city.try_wait().expect("wait").is_none(), "safecity up exited early");
+        assert!(
+            city.try_wait().expect("wait").is_none(),
+            "safecity up exited early"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let checked = Command::new(&python)

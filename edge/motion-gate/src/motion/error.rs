@@ -12,6 +12,14 @@ pub enum MotionError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A motion mask is not a usable polygon.
+    #[error("motion mask {index}: {error}")]
+    InvalidMask {
+        /// Index of the mask (as listed for the camera).
+        index: usize,
+        /// What is wrong with it.
+        error: safecity_cameras::PolygonError,
+    },
     /// The image buffer does not match its declared size.
     #[error("image buffer has {actual} bytes, {width}x{height}x{channels} needs {expected}")]
     BadImage {

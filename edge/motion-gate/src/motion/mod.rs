@@ -17,6 +17,14 @@
 //! The first frame (and the first after a size change) only initialises the
 //! background and reports no motion.
 //!
+//! **Motion masks** (polygons in relative frame coordinates, from the camera
+//! registry) are rasterised onto the work grid when the frame size is known:
+//! a work pixel is masked when its source block touches a mask at all, and
+//! the masked area is then grown by `blur_radius` work pixels, so that the
+//! blur never carries a masked pixel's change into a counted one. Masked
+//! pixels take no part in steps 3-5: not in the lighting mean, not counted
+//! as changed, and `min_area` is a fraction of the *unmasked* pixels.
+//!
 //! [`MotionDetector`] runs the steps; its parameters ([`MotionConfig`]) are in
 //! `config.rs`, the area-average kernels of step 1 in `blocks.rs`.
 
@@ -28,6 +36,8 @@ pub use config::MotionConfig;
 pub use error::MotionError;
 
 use blocks::{gray_blocks, gray_blocks_dyn, luma_blocks, luma_blocks_dyn, rgb_luma};
+use safecity_cameras::Polygon;
+use safecity_cameras::geometry::{cover_grid, dilate};
 
 /// A borrowed 8-bit image: gray (1 channel) or RGB (3 channels), rows packed.
 #[derive(Debug, Clone, Copy)]
@@ -45,9 +55,9 @@ pub struct ImageView<'a> {
 /// What one frame looked like to the detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measurement {
-    /// Work pixels over the threshold.
+    /// Work pixels over the threshold (outside the masks).
     pub changed: u32,
-    /// Work pixels in total.
+    /// Work pixels counted: all of them, less the masked ones.
     pub total: u32,
     /// Mean difference subtracted for lighting compensation (gray levels).
     pub lighting_offset: i32,
@@ -87,12 +97,28 @@ pub struct MotionDetector {
     blurred: Vec<u8>,
     /// Background in 8.8 fixed point.
     background: Vec<u16>,
+    /// Motion masks (relative coordinates).
+    masks: Vec<Polygon>,
+    /// Per work pixel: 1 counted, 0 masked (empty: no masks).
+    counted: Vec<u8>,
+    /// Work pixels counted.
+    counted_total: u32,
 }
 
 impl MotionDetector {
     /// A detector with validated parameters.
     pub fn new(config: MotionConfig) -> Result<Self, MotionError> {
+        Self::with_masks(config, Vec::new())
+    }
+
+    /// A detector that ignores motion inside `masks` (validated polygons in
+    /// relative frame coordinates, as the camera registry gives them).
+    pub fn with_masks(config: MotionConfig, masks: Vec<Polygon>) -> Result<Self, MotionError> {
         config.validate()?;
+        for (index, mask) in masks.iter().enumerate() {
+            mask.validate()
+                .map_err(|error| MotionError::InvalidMask { index, error })?;
+        }
         Ok(MotionDetector {
             alpha: config.alpha_q8(),
             config,
@@ -107,7 +133,16 @@ impl MotionDetector {
             hsum: Vec::new(),
             blurred: Vec::new(),
             background: Vec::new(),
+            masks,
+            counted: Vec::new(),
+            counted_total: 0,
         })
+    }
+
+    /// The masked work pixels of the current layout, row-major (`true` =
+    /// masked); empty before the first frame or without masks.
+    pub fn masked(&self) -> Vec<bool> {
+        self.counted.iter().map(|&c| c == 0).collect()
     }
 
     /// The parameters.
@@ -151,7 +186,7 @@ impl MotionDetector {
         }
         self.downscale(image, true);
         self.blur();
-        let total = (self.work_w * self.work_h) as u32;
+        let total = self.counted_total;
         if fresh {
             for (b, &p) in self.background.iter_mut().zip(&self.blurred) {
                 *b = u16::from(p) << 8;
@@ -163,14 +198,15 @@ impl MotionDetector {
                 motion: false,
             });
         }
+        if !self.counted.is_empty() {
+            return Ok(self.measure_masked());
+        }
         let offset = if self.config.compensate_lighting {
             let mut sum: i64 = 0;
             for (&b, &p) in self.background.iter().zip(&self.blurred) {
                 sum += i64::from(p) - i64::from((b + 128) >> 8);
             }
-            let n = i64::from(total);
-            // Rounded to nearest, halves away from zero.
-            ((2 * sum + n * sum.signum()) / (2 * n)) as i32
+            rounded_mean(sum, i64::from(total))
         } else {
             0
         };
@@ -192,6 +228,41 @@ impl MotionDetector {
         })
     }
 
+    /// Steps 3-6 with masks: masked pixels are learnt into the background
+    /// but take no part in the mean, the count or the area.
+    fn measure_masked(&mut self) -> Measurement {
+        let offset = if self.config.compensate_lighting {
+            let mut sum: i64 = 0;
+            for ((&b, &p), &c) in self.background.iter().zip(&self.blurred).zip(&self.counted) {
+                sum += (i64::from(p) - i64::from((b + 128) >> 8)) * i64::from(c);
+            }
+            rounded_mean(sum, i64::from(self.counted_total))
+        } else {
+            0
+        };
+        let threshold = i32::from(self.config.threshold);
+        let alpha = self.alpha;
+        let mut changed = 0u32;
+        for ((b, &p), &c) in self
+            .background
+            .iter_mut()
+            .zip(&self.blurred)
+            .zip(&self.counted)
+        {
+            let bg = i32::from(*b);
+            let diff = i32::from(p) - ((bg + 128) >> 8) - offset;
+            changed += u32::from(diff.abs() > threshold) & u32::from(c);
+            let delta = (i32::from(p) << 8) - bg;
+            *b = (bg + ((delta * alpha + 128) >> 8)) as u16;
+        }
+        Measurement {
+            changed,
+            total: self.counted_total,
+            lighting_offset: offset,
+            motion: self.counted_total > 0 && changed >= self.min_changed,
+        }
+    }
+
     fn layout(&mut self, width: u32, height: u32) {
         let (sw, sh) = (width as usize, height as usize);
         let w = (self.config.work_width as usize).min(sw);
@@ -208,7 +279,31 @@ impl MotionDetector {
         self.hsum = vec![0; w * h];
         self.blurred = vec![0; w * h];
         self.background = vec![0; w * h];
-        let total = (w * h) as f64;
+        self.counted = if self.masks.is_empty() {
+            Vec::new()
+        } else {
+            let xs: Vec<f64> = self
+                .col_start
+                .iter()
+                .map(|&x| x as f64 / sw as f64)
+                .collect();
+            let ys: Vec<f64> = self
+                .row_start
+                .iter()
+                .map(|&y| y as f64 / sh as f64)
+                .collect();
+            let covered = cover_grid(&self.masks, &xs, &ys);
+            dilate(&covered, w, h, self.config.blur_radius as usize)
+                .into_iter()
+                .map(|masked| u8::from(!masked))
+                .collect()
+        };
+        self.counted_total = if self.counted.is_empty() {
+            (w * h) as u32
+        } else {
+            self.counted.iter().map(|&c| u32::from(c)).sum()
+        };
+        let total = f64::from(self.counted_total);
         self.min_changed = ((f64::from(self.config.min_area) * total).ceil() as u32).max(1);
         self.source = Some((width, height));
     }
@@ -321,6 +416,14 @@ impl MotionDetector {
             }
         }
     }
+}
+
+/// `sum / n` rounded to nearest, halves away from zero (0 when `n` is 0).
+fn rounded_mean(sum: i64, n: i64) -> i32 {
+    if n == 0 {
+        return 0;
+    }
+    ((2 * sum + n * sum.signum()) / (2 * n)) as i32
 }
 
 #[cfg(test)]
@@ -524,6 +627,63 @@ mod tests {
         assert!(matches!(
             d.process(gray(4, 4, &[0; 15])),
             Err(MotionError::BadImage { expected: 16, .. })
+        ));
+    }
+
+    fn left_half_mask() -> Polygon {
+        Polygon::new(
+            [[0.0, 0.0], [0.45, 0.0], [0.45, 1.0], [0.0, 1.0]]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn masked_pixels_are_not_counted_nor_in_the_lighting_mean() {
+        // 4x4 frame = 4x4 work image, no blur: the mask (x <= 0.45) covers
+        // columns 0 and 1; min_area 0.25 of the 8 unmasked pixels = 2.
+        let mut cfg = config(4, 4);
+        cfg.compensate_lighting = true;
+        cfg.threshold = 20;
+        let mut d = MotionDetector::with_masks(cfg, vec![left_half_mask()]).expect("mask");
+        let first = d.process(gray(4, 4, &[100; 16])).expect("frame");
+        assert_eq!(first.total, 8, "masked pixels are not part of the total");
+        let masked: Vec<bool> = d.masked();
+        assert_eq!(masked.iter().filter(|&&m| m).count(), 8);
+        assert!(masked[0] && masked[1] && !masked[2] && !masked[3]);
+        // The masked half flickers by +100: no change counted, and the
+        // lighting offset (unmasked pixels only) stays 0.
+        let mut flicker = [100u8; 16];
+        for row in 0..4 {
+            flicker[row * 4] = 200;
+            flicker[row * 4 + 1] = 200;
+        }
+        let m = d.process(gray(4, 4, &flicker)).expect("frame");
+        assert_eq!((m.changed, m.lighting_offset, m.motion), (0, 0, false));
+        // Two unmasked pixels change by +60 (the offset is then 120 / 8 = 15,
+        // below the threshold of 20 for the others): motion (2 >= 0.25 x 8).
+        let mut moved = flicker;
+        moved[2] = 160;
+        moved[3] = 160;
+        let m = d.process(gray(4, 4, &moved)).expect("frame");
+        assert_eq!((m.changed, m.total), (2, 8));
+        assert!(m.motion);
+    }
+
+    #[test]
+    fn masks_grow_by_the_blur_radius_and_bad_masks_are_refused() {
+        let mut cfg = config(8, 4);
+        cfg.blur_radius = 1;
+        let mut d = MotionDetector::with_masks(cfg.clone(), vec![left_half_mask()]).expect("mask");
+        d.process(gray(8, 4, &[0; 32])).expect("frame");
+        // Columns 0..=3 touch x <= 0.45 (column 3 spans 0.375..0.5); one more for the blur.
+        let row: Vec<bool> = d.masked()[..8].to_vec();
+        assert_eq!(row, [true, true, true, true, true, false, false, false]);
+        let bad = Polygon::new(vec![[0.0, 0.0].into(), [1.0, 1.0].into()]);
+        assert!(matches!(
+            MotionDetector::with_masks(cfg, vec![bad]),
+            Err(MotionError::InvalidMask { index: 0, .. })
         ));
     }
 

@@ -2,22 +2,30 @@
 //!
 //! One task per gate drains the [`FrameBuffer`]: it connects (with backoff),
 //! declares the exchanges, and publishes each frame to `safecity.frames` with
-//! the camera's region as routing key, `mandatory` set and a publisher confirm.
+//! the camera's region as routing key, `mandatory` set and a publisher
+//! confirm, with up to [`CONFIRM_WINDOW`] confirms outstanding.
 //!
 //! - **Unroutable** (no detector queue bound for the region yet): the frame is
 //!   dropped and counted (`frames_dropped_total{reason="unroutable"}`). Frames
 //!   are perishable: a frame nobody could receive now is worth nothing later,
 //!   and retrying would only delay fresher frames.
 //! - **Nacked**: dropped and counted the same way.
-//! - **Connection lost / publish timeout**: the frame goes back to the front of
-//!   the buffer and the task reconnects; meanwhile cameras keep pushing and the
+//! - **Connection lost / publish timeout**: the frame (and every other frame
+//!   still awaiting its confirm) goes back to the front of the buffer and the
+//!   task reconnects; meanwhile cameras keep pushing and the
 //!   buffer drops oldest-first (`reason="buffer_full"`).
+//!
+//! What the broker drops later (expired or pushed out of the bounded frames
+//! queue) is counted by [`dropped`].
 
 pub mod buffer;
+pub mod dropped;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use lapin::Connection;
 use safecity_events::topology::declare_exchanges;
 use safecity_events::{Frame, PublishError, Publisher};
@@ -43,6 +51,18 @@ pub struct PublisherSettings {
     pub publish_timeout: Duration,
 }
 
+impl PublisherSettings {
+    /// The broker connection settings, naming the connection `name`.
+    pub fn broker(&self, name: &str) -> BrokerSettings {
+        BrokerSettings {
+            url: self.amqp_url.clone(),
+            connection_name: name.to_owned(),
+            reconnect_min: self.reconnect_min,
+            reconnect_max: self.reconnect_max,
+        }
+    }
+}
+
 /// The publishing session: drains the buffer on one connection.
 struct FramePublisher {
     buffer: Arc<FrameBuffer>,
@@ -62,12 +82,7 @@ pub async fn run(
     connected: Readiness,
     cancel: CancellationToken,
 ) {
-    let broker_settings = BrokerSettings {
-        url: settings.amqp_url,
-        connection_name: "safecity-motion-gate".to_owned(),
-        reconnect_min: settings.reconnect_min,
-        reconnect_max: settings.reconnect_max,
-    };
+    let broker_settings = settings.broker("safecity-motion-gate");
     let mut session = FramePublisher {
         buffer,
         metrics,
@@ -103,56 +118,96 @@ impl BrokerSession for FramePublisher {
     }
 }
 
+/// Frames published and not yet confirmed, at most: confirms are pipelined,
+/// so the broker's round trip is paid once per window, not once per frame.
+pub const CONFIRM_WINDOW: usize = 64;
+
+/// What became of one publish.
+type Outcome = (
+    Frame,
+    Result<Result<(), PublishError>, tokio::time::error::Elapsed>,
+);
+
 impl FramePublisher {
-    /// Publishes buffered frames until the connection breaks or `cancel`.
+    /// Publishes buffered frames, up to [`CONFIRM_WINDOW`] awaiting their
+    /// confirms, until the connection breaks or `cancel`.
     async fn drain(&self, publisher: &Publisher) -> SessionEnd<std::convert::Infallible> {
         let mut warned_unroutable = false;
+        let mut in_flight = FuturesUnordered::new();
+        let mut broken: Option<String> = None;
         loop {
-            let frame = tokio::select! {
-                () = self.cancel.cancelled() => return SessionEnd::Stopped,
-                frame = self.buffer.pop() => frame,
-            };
-            self.metrics.buffer_frames.set(self.buffer.len() as i64);
-            let camera = frame.camera.id.clone();
-            let published =
-                tokio::time::timeout(self.publish_timeout, publisher.publish_frame(&frame)).await;
-            match published {
-                Ok(Ok(())) => {
-                    self.metrics
-                        .frames_published
-                        .get_or_create(&GateMetrics::camera(&camera))
-                        .inc();
+            tokio::select! {
+                () = self.cancel.cancelled(), if broken.is_none() => {
+                    // Let the frames already sent be confirmed (or requeued).
+                    while let Some(outcome) = in_flight.next().await {
+                        let _ = self.settle(outcome, &mut warned_unroutable);
+                    }
+                    return SessionEnd::Stopped;
                 }
-                Ok(Err(PublishError::Unroutable { routing_key, .. })) => {
-                    self.metrics.dropped(&camera, DropReason::Unroutable);
-                    if !warned_unroutable {
-                        warn!(region = %routing_key, "no detector queue is bound for the region: dropping frames until one is");
-                        warned_unroutable = true;
-                    } else {
-                        debug!(region = %routing_key, %camera, "unroutable frame dropped");
+                frame = self.buffer.pop(), if broken.is_none() && in_flight.len() < CONFIRM_WINDOW => {
+                    self.metrics.buffer_frames.set(self.buffer.len() as i64);
+                    let timeout = self.publish_timeout;
+                    in_flight.push(async move {
+                        let published = tokio::time::timeout(timeout, publisher.publish_frame(&frame)).await;
+                        (frame, published)
+                    });
+                }
+                Some(outcome) = in_flight.next() => {
+                    if let Some(error) = self.settle(outcome, &mut warned_unroutable) {
+                        broken.get_or_insert(error);
                     }
                 }
-                Ok(Err(PublishError::Nacked { .. })) => {
-                    self.metrics.dropped(&camera, DropReason::Nacked);
-                    debug!(%camera, "broker refused a frame");
+                else => {}
+            }
+            if let Some(error) = &broken
+                && in_flight.is_empty()
+            {
+                return SessionEnd::Lost {
+                    error: error.clone(),
+                    worked: true,
+                };
+            }
+        }
+    }
+
+    /// Counts one publish; a frame whose fate is unknown (the connection
+    /// broke, no confirm in time) goes back to the buffer's front and the
+    /// error is returned.
+    fn settle(&self, (frame, published): Outcome, warned_unroutable: &mut bool) -> Option<String> {
+        let camera = frame.camera.id.clone();
+        match published {
+            Ok(Ok(())) => {
+                self.metrics
+                    .frames_published
+                    .get_or_create(&GateMetrics::camera(&camera))
+                    .inc();
+                None
+            }
+            Ok(Err(PublishError::Unroutable { routing_key, .. })) => {
+                self.metrics.dropped(&camera, DropReason::Unroutable);
+                if *warned_unroutable {
+                    debug!(region = %routing_key, %camera, "unroutable frame dropped");
+                } else {
+                    warn!(region = %routing_key, "no detector queue is bound for the region: dropping frames until one is");
+                    *warned_unroutable = true;
                 }
-                Ok(Err(PublishError::Broker(error))) => {
-                    self.requeue(frame);
-                    return SessionEnd::Lost {
-                        error: format!("publishing failed: {error}"),
-                        worked: true,
-                    };
-                }
-                Err(_elapsed) => {
-                    self.requeue(frame);
-                    return SessionEnd::Lost {
-                        error: format!(
-                            "no publisher confirm within {}",
-                            humantime::format_duration(self.publish_timeout)
-                        ),
-                        worked: true,
-                    };
-                }
+                None
+            }
+            Ok(Err(PublishError::Nacked { .. })) => {
+                self.metrics.dropped(&camera, DropReason::Nacked);
+                debug!(%camera, "broker refused a frame");
+                None
+            }
+            Ok(Err(PublishError::Broker(error))) => {
+                self.requeue(frame);
+                Some(format!("publishing failed: {error}"))
+            }
+            Err(_elapsed) => {
+                self.requeue(frame);
+                Some(format!(
+                    "no publisher confirm within {}",
+                    humantime::format_duration(self.publish_timeout)
+                ))
             }
         }
     }

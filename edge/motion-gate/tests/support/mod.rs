@@ -160,18 +160,12 @@ pub(crate) fn walker(enter: u64, leave: Option<u64>) -> SceneObject {
         height: 25,
         color: [250, 250, 250],
         sprite: None,
+        ..SceneObject::default()
     }
 }
 
 pub(crate) fn entry(id: &str, source: String) -> CameraEntry {
-    CameraEntry {
-        id: id.to_owned(),
-        region: REGION.to_owned(),
-        latitude: 37.4979,
-        longitude: 127.0276,
-        source,
-        sim: None,
-    }
+    CameraEntry::new(id, REGION, 37.4979, 127.0276, &source)
 }
 
 /// Gate parameters for tests: every forwarded frame is visible (no rate limit).

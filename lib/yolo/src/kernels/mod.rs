@@ -51,3 +51,21 @@ mod winograd;
 
 pub use error::KernelError;
 pub use fused_conv::{ConvAlgorithm, FusedConv2d, MIN_WINOGRAD_TILES};
+
+/// Which implementation of the layers a model runs.
+///
+/// Every layer has two: the CPU custom ops of this module (fused
+/// convolution, separable max pooling, element-wise Darknet activations),
+/// which only run on f32 CPU tensors, and a composition of candle tensor ops
+/// that runs on any device and dtype, so a model on a CUDA device never
+/// copies to the host mid-forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelChoice {
+    /// The CPU custom ops where they apply (f32 on the CPU), candle's tensor
+    /// ops everywhere else (CUDA, f16).
+    #[default]
+    Native,
+    /// candle's tensor ops everywhere: exactly what a CUDA device runs. On the
+    /// CPU this checks that path without a GPU (slower than `Native`).
+    Portable,
+}

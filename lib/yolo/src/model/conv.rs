@@ -6,7 +6,7 @@ use super::dtype::MODEL_DTYPE;
 use crate::activation::Activation;
 use crate::darknet::cfg::ConvConfig;
 use crate::darknet::weights::ConvParams;
-use crate::kernels::FusedConv2d;
+use crate::kernels::{FusedConv2d, KernelChoice};
 
 /// One convolution block. The kernel is `(O, C/groups, K, K)`, contiguous,
 /// with batch norm already folded in; the bias is `(O)`. Both live on the
@@ -20,21 +20,43 @@ pub struct ConvBlock {
     pub(crate) groups: usize,
     pub(crate) activation: Activation,
     /// The fused CPU kernel (conv + bias + activation in one pass), built at
-    /// load when the model lives on the CPU; `None` elsewhere.
+    /// load when the model lives on the CPU in f32 with
+    /// [`KernelChoice::Native`]; `None` elsewhere.
     pub(crate) fused: Option<FusedConv2d>,
 }
 
 impl ConvBlock {
     /// Builds the block from its cfg section, its input channel count and the
-    /// parameters read from the weights file.
+    /// parameters read from the weights file, in [`MODEL_DTYPE`] with
+    /// [`KernelChoice::Native`].
     pub fn load(
         cfg: &ConvConfig,
         in_channels: usize,
         params: ConvParams,
         device: &Device,
     ) -> candle_core::Result<ConvBlock> {
+        ConvBlock::load_as(
+            cfg,
+            in_channels,
+            params,
+            device,
+            MODEL_DTYPE,
+            KernelChoice::Native,
+        )
+    }
+
+    /// [`ConvBlock::load`] with the tensors in `dtype`; the fused CPU kernel
+    /// is only built for f32 CPU models with [`KernelChoice::Native`].
+    pub fn load_as(
+        cfg: &ConvConfig,
+        in_channels: usize,
+        params: ConvParams,
+        device: &Device,
+        dtype: DType,
+        kernels: KernelChoice,
+    ) -> candle_core::Result<ConvBlock> {
         let shape = (cfg.filters, in_channels / cfg.groups, cfg.size, cfg.size);
-        let fused = if device.is_cpu() && MODEL_DTYPE == DType::F32 {
+        let fused = if device.is_cpu() && dtype == DType::F32 && kernels == KernelChoice::Native {
             let (weight, bias) = (&params.weight, &params.bias);
             let fused = FusedConv2d::new(
                 weight,
@@ -49,8 +71,8 @@ impl ConvBlock {
         } else {
             None
         };
-        let weight = Tensor::from_vec(params.weight, shape, device)?.to_dtype(MODEL_DTYPE)?;
-        let bias = Tensor::from_vec(params.bias, cfg.filters, device)?.to_dtype(MODEL_DTYPE)?;
+        let weight = Tensor::from_vec(params.weight, shape, device)?.to_dtype(dtype)?;
+        let bias = Tensor::from_vec(params.bias, cfg.filters, device)?.to_dtype(dtype)?;
         Ok(ConvBlock {
             weight,
             bias,
@@ -93,9 +115,15 @@ impl ConvBlock {
     }
 }
 
-impl Module for ConvBlock {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl ConvBlock {
+    /// Runs the block with the chosen implementation: the fused CPU kernel
+    /// when there is one, `kernels` is [`KernelChoice::Native`] and `x` is an
+    /// f32 CPU tensor; otherwise candle's `conv2d` (cuDNN with the `cudnn`
+    /// feature), a broadcast bias add and [`Activation::forward_with`], all
+    /// on `x`'s device.
+    pub fn forward_with(&self, x: &Tensor, kernels: KernelChoice) -> candle_core::Result<Tensor> {
         if let Some(fused) = &self.fused
+            && kernels == KernelChoice::Native
             && x.device().is_cpu()
             && x.dtype() == DType::F32
         {
@@ -104,6 +132,12 @@ impl Module for ConvBlock {
         let out_channels = self.bias.dim(0)?;
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?;
         let y = y.broadcast_add(&self.bias.reshape((1, out_channels, 1, 1))?)?;
-        self.activation.forward(&y)
+        self.activation.forward_with(&y, kernels)
+    }
+}
+
+impl Module for ConvBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, KernelChoice::Native)
     }
 }

@@ -4,5 +4,6 @@
 
 use candle_core::DType;
 
-/// The element type of every tensor the model holds and computes (f32).
+/// The default element type of every tensor a model holds and computes
+/// (f32); [`LoadOptions::dtype`](super::LoadOptions::dtype) picks another.
 pub const MODEL_DTYPE: DType = DType::F32;

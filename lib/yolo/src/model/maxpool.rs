@@ -5,7 +5,8 @@
 //! CPU a custom op pools each plane directly, separably (the max over rows of
 //! the max over columns: `2·size` comparisons per output instead of
 //! `size²`, which matters for YOLOv4's 13x13 SPP windows); on other devices
-//! the input is replicate-padded and pooled with candle's op, which is exactly
+//! (and with [`KernelChoice::Portable`]) the input is replicate-padded and
+//! pooled with candle's op, both of which have CUDA kernels: exactly
 //! equivalent, because any window that covers a padding cell also covers the
 //! edge cell it copies.
 
@@ -13,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::darknet::cfg::MaxPoolConfig;
+use crate::kernels::KernelChoice;
 
 /// A max-pooling layer.
 #[derive(Debug, Clone)]
@@ -63,19 +65,30 @@ impl MaxPool {
 
 impl Module for MaxPool {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.size == 1 && self.stride == 1 {
-            return Ok(x.clone());
-        }
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
-            return x.contiguous()?.apply_op1_no_bwd(self);
-        }
-        self.forward_padded(x)
+        self.forward_with(x, KernelChoice::Native)
     }
 }
 
 impl MaxPool {
-    /// The device-independent path: replicate padding, then candle's pooling.
-    fn forward_padded(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// Pools with the chosen implementation: the separable CPU op for an f32
+    /// CPU tensor with [`KernelChoice::Native`], else
+    /// [`MaxPool::forward_portable`].
+    pub fn forward_with(&self, x: &Tensor, kernels: KernelChoice) -> candle_core::Result<Tensor> {
+        if self.size == 1 && self.stride == 1 {
+            return Ok(x.clone());
+        }
+        if kernels == KernelChoice::Native && x.device().is_cpu() && x.dtype() == DType::F32 {
+            return x.contiguous()?.apply_op1_no_bwd(self);
+        }
+        self.forward_portable(x)
+    }
+
+    /// The device-independent path: replicate padding, then candle's pooling
+    /// (tensor ops with kernels on every device and float dtype).
+    pub fn forward_portable(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.size == 1 && self.stride == 1 {
+            return Ok(x.clone());
+        }
         let padded = self.pad(&self.pad(x, 2)?, 3)?;
         padded.max_pool2d_with_stride(self.size, self.stride)
     }
@@ -190,7 +203,7 @@ mod tests {
                     continue;
                 }
                 let ours = pool.forward(&x).unwrap();
-                let reference = pool.forward_padded(&x).unwrap();
+                let reference = pool.forward_portable(&x).unwrap();
                 assert_eq!(
                     ours.dims(),
                     reference.dims(),

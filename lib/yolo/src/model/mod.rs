@@ -19,11 +19,12 @@ pub use yolo::YoloHead;
 
 use std::time::{Duration, Instant};
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 use crate::darknet::cfg::{LayerConfig, NetConfig};
 use crate::darknet::weights::{self, DARKNET_BN_EPSILON};
 use crate::error::LoadError;
+use crate::kernels::KernelChoice;
 use plan::Plan;
 
 /// Options for [`Darknet::load_with`].
@@ -33,12 +34,20 @@ pub struct LoadOptions {
     /// [`DARKNET_BN_EPSILON`] (default) or
     /// [`OPENCV_BN_EPSILON`](crate::darknet::weights::OPENCV_BN_EPSILON) to match OpenCV DNN.
     pub bn_epsilon: f32,
+    /// Element type of the weights and of every activation: [`MODEL_DTYPE`]
+    /// (f32, default), or `F16`/`BF16` on a GPU. The fused CPU kernels run
+    /// f32 only; other dtypes take candle's tensor ops.
+    pub dtype: DType,
+    /// Which implementation of the layers runs (see [`KernelChoice`]).
+    pub kernels: KernelChoice,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             bn_epsilon: DARKNET_BN_EPSILON,
+            dtype: MODEL_DTYPE,
+            kernels: KernelChoice::Native,
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct Darknet {
     channels: usize,
     classes: usize,
     device: Device,
+    dtype: DType,
+    kernels: KernelChoice,
 }
 
 impl Darknet {
@@ -97,7 +108,14 @@ impl Darknet {
                     let p = params
                         .next()
                         .expect("the weights reader returns one entry per convolution");
-                    Layer::Conv(ConvBlock::load(c, in_channels, p, device)?)
+                    Layer::Conv(ConvBlock::load_as(
+                        c,
+                        in_channels,
+                        p,
+                        device,
+                        options.dtype,
+                        options.kernels,
+                    )?)
                 }
                 LayerConfig::MaxPool(c) => Layer::MaxPool(MaxPool::load(c)),
                 LayerConfig::Route(c) => Layer::Route(Route::load(c)),
@@ -123,6 +141,8 @@ impl Darknet {
             channels: cfg.channels,
             classes: plan.classes,
             device: device.clone(),
+            dtype: options.dtype,
+            kernels: options.kernels,
         })
     }
 
@@ -144,6 +164,16 @@ impl Darknet {
     /// The device every tensor of the model lives on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The element type of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Which implementation of the layers the model runs.
+    pub fn kernels(&self) -> KernelChoice {
+        self.kernels
     }
 
     /// A short description of a layer for profiles: the section name, and
@@ -201,13 +231,18 @@ impl Darknet {
     }
 
     /// Raw logits of every `[yolo]` layer's input, in cfg order, each
-    /// `(N, anchors*(5+classes), H, W)`, f32.
+    /// `(N, anchors*(5+classes), H, W)`, f32 (converted on the model's device
+    /// when the model runs another dtype).
     pub fn forward_heads(&self, input: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        self.forward_layers(input, &self.heads)
+        self.forward_layers(input, &self.heads)?
+            .into_iter()
+            .map(|head| head.to_dtype(DType::F32))
+            .collect()
     }
 
     /// Outputs of the given layers (Darknet numbering: sections after `[net]`
-    /// from 0), in the order asked, for debugging and oracle tests.
+    /// from 0), in the order asked, in the model's dtype, for debugging and
+    /// oracle tests.
     pub fn forward_layers(
         &self,
         input: &Tensor,
@@ -256,13 +291,16 @@ impl Darknet {
                 })
                 .collect::<candle_core::Result<Vec<&Tensor>>>()?;
             let started = timings.as_ref().map(|_| Instant::now());
+            // Upsample (nearest), route (narrow + cat) and the heads are
+            // tensor ops on every device; the others pick their kernels.
+            let kernels = self.kernels;
             let out = match &self.layers[index] {
-                Layer::Conv(l) => l.forward(inputs[0])?,
-                Layer::MaxPool(l) => l.forward(inputs[0])?,
+                Layer::Conv(l) => l.forward_with(inputs[0], kernels)?,
+                Layer::MaxPool(l) => l.forward_with(inputs[0], kernels)?,
                 Layer::Upsample(l) => l.forward(inputs[0])?,
                 Layer::Yolo(l) => l.forward(inputs[0])?,
                 Layer::Route(l) => l.forward_many(&inputs)?,
-                Layer::Shortcut(l) => l.forward_many(&inputs)?,
+                Layer::Shortcut(l) => l.forward_many_with(&inputs, kernels)?,
             };
             if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started) {
                 timings.push(started.elapsed());
@@ -285,7 +323,7 @@ impl Darknet {
             .collect()
     }
 
-    /// Checks the input's device and shape and converts it to [`MODEL_DTYPE`].
+    /// Checks the input's device and shape and converts it to the model's dtype.
     fn check_input(&self, input: &Tensor) -> candle_core::Result<Tensor> {
         if !input.device().same_device(&self.device) {
             candle_core::bail!(
@@ -303,6 +341,6 @@ impl Darknet {
                 self.width
             );
         }
-        input.to_dtype(MODEL_DTYPE)
+        input.to_dtype(self.dtype)
     }
 }

@@ -4,6 +4,7 @@ use candle_core::{Module, Tensor};
 
 use crate::activation::Activation;
 use crate::darknet::cfg::ShortcutConfig;
+use crate::kernels::KernelChoice;
 
 /// A residual sum. It takes several inputs, so besides [`Module`] (which only
 /// applies the activation) it offers [`Shortcut::forward_many`].
@@ -22,6 +23,16 @@ impl Shortcut {
 
     /// Sums the inputs (previous output first) and applies the activation.
     pub fn forward_many(&self, inputs: &[&Tensor]) -> candle_core::Result<Tensor> {
+        self.forward_many_with(inputs, KernelChoice::Native)
+    }
+
+    /// [`Shortcut::forward_many`] with the activation's implementation chosen
+    /// (the sum is a tensor op on every device).
+    pub fn forward_many_with(
+        &self,
+        inputs: &[&Tensor],
+        kernels: KernelChoice,
+    ) -> candle_core::Result<Tensor> {
         let Some((first, rest)) = inputs.split_first() else {
             candle_core::bail!("shortcut without inputs");
         };
@@ -29,7 +40,7 @@ impl Shortcut {
         for x in rest {
             sum = (&sum + *x)?;
         }
-        self.activation.forward(&sum)
+        self.activation.forward_with(&sum, kernels)
     }
 }
 

@@ -70,7 +70,7 @@ mod tests {
             width: 4,
             height: 4,
             color: [255, 255, 255],
-            sprite: None,
+            ..SceneObject::default()
         });
         let scene = Scene::new(s).expect("scene");
         assert_eq!(scene.render(1).get_pixel(0, 0).0, [0, 0, 0]);
@@ -78,6 +78,48 @@ mod tests {
         assert_eq!(scene.render(3).get_pixel(10, 0).0, [255, 255, 255]);
         assert_eq!(scene.render(3).get_pixel(0, 0).0, [0, 0, 0]);
         assert_eq!(scene.render(5).get_pixel(30, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn blinking_objects_come_and_go_and_stopped_ones_park() {
+        let mut s = spec();
+        s.noise = 0;
+        s.background = Background::Flat { level: 0 };
+        s.objects.push(SceneObject {
+            enter: 2,
+            width: 4,
+            height: 4,
+            color: [255, 255, 255],
+            blink_frames: 3,
+            ..SceneObject::default()
+        });
+        s.objects.push(SceneObject {
+            enter: 0,
+            x: 20.0,
+            y: 20.0,
+            vx: 5.0,
+            width: 2,
+            height: 2,
+            color: [9, 9, 9],
+            stop: Some(4),
+            ..SceneObject::default()
+        });
+        let scene = Scene::new(s).expect("scene");
+        let lit: Vec<bool> = (0..11)
+            .map(|n| scene.render(n).get_pixel(1, 1).0 == [255, 255, 255])
+            .collect();
+        // Entered at 2: on 2-4, off 5-7, on 8-10.
+        assert_eq!(
+            lit,
+            [
+                false, false, true, true, true, false, false, false, true, true, true
+            ]
+        );
+        // Moves 5 px a frame until frame 4 (x = 40), then stays there.
+        assert_eq!(scene.render(3).get_pixel(35, 20).0, [9, 9, 9]);
+        for n in [4, 5, 30] {
+            assert_eq!(scene.render(n).get_pixel(40, 20).0, [9, 9, 9], "frame {n}");
+        }
     }
 
     #[test]

@@ -130,12 +130,11 @@ impl Scene {
         }
         let mut frame = RgbImage::from_raw(w as u32, h as u32, out).expect("sized buffer");
         for (object, sprite) in self.spec.objects.iter().zip(&self.sprites) {
-            if n < object.enter || object.leave.is_some_and(|leave| n >= leave) {
+            if !object.visible(n) {
                 continue;
             }
-            let t = (n - object.enter) as f32;
-            let x = (object.x + object.vx * t).round() as i64;
-            let y = (object.y + object.vy * t).round() as i64;
+            let (x, y) = object.position(n);
+            let (x, y) = (x.round() as i64, y.round() as i64);
             draw(&mut frame, object, sprite.as_ref(), x, y);
         }
         frame

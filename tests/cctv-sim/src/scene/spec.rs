@@ -76,6 +76,52 @@ pub struct SceneObject {
     /// A photo pasted instead of the box (scaled to width x height).
     #[serde(default)]
     pub sprite: Option<PathBuf>,
+    /// Blinking (a TV screen, a neon sign): drawn for `blink_frames` frames,
+    /// hidden for the next `blink_frames`, and so on; 0 = steady.
+    #[serde(default)]
+    pub blink_frames: u32,
+    /// From this frame on the object stands still where it got to (a car
+    /// parking); none = it keeps moving.
+    #[serde(default)]
+    pub stop: Option<u64>,
+}
+
+impl Default for SceneObject {
+    /// A 10x10 box of the default colour at the top-left, from frame 0, still.
+    fn default() -> Self {
+        SceneObject {
+            enter: 0,
+            leave: None,
+            x: 0.0,
+            y: 0.0,
+            vx: 0.0,
+            vy: 0.0,
+            width: 10,
+            height: 10,
+            color: default_color(),
+            sprite: None,
+            blink_frames: 0,
+            stop: None,
+        }
+    }
+}
+
+impl SceneObject {
+    /// Whether the object is drawn in frame `n`.
+    pub fn visible(&self, n: u64) -> bool {
+        if n < self.enter || self.leave.is_some_and(|leave| n >= leave) {
+            return false;
+        }
+        self.blink_frames == 0
+            || ((n - self.enter) / u64::from(self.blink_frames)).is_multiple_of(2)
+    }
+
+    /// Top-left corner in frame `n` (unrounded), moving until `stop`.
+    pub fn position(&self, n: u64) -> (f32, f32) {
+        let moving_until = self.stop.map_or(n, |stop| n.min(stop));
+        let t = moving_until.saturating_sub(self.enter) as f32;
+        (self.x + self.vx * t, self.y + self.vy * t)
+    }
 }
 
 fn default_color() -> [u8; 3] {
