@@ -90,9 +90,17 @@ echo "build-cuda: nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p
 offline=()
 if [ "$vendor" = 1 ]; then
   t=$(now)
-  mkdir -p "$vendor_dir"
-  cargo vendor --quiet "$vendor_dir" >/dev/null
-  took "cargo vendor into $vendor_dir ($(du -sh "$vendor_dir" | cut -f1))" "$t"
+  # Vendoring again only when Cargo.lock changed keeps the sources (and
+  # their timestamps) as they are, so incremental builds stay incremental.
+  lock_sum=$(sha256sum Cargo.lock | cut -d' ' -f1)
+  if [ "$(cat "$vendor_dir/.safecity-lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+    mkdir -p "$vendor_dir"
+    cargo vendor --quiet "$vendor_dir" >/dev/null
+    echo "$lock_sum" >"$vendor_dir/.safecity-lock-sha256"
+    took "cargo vendor into $vendor_dir ($(du -sh "$vendor_dir" | cut -f1))" "$t"
+  else
+    echo "build-cuda: $vendor_dir is up to date with Cargo.lock"
+  fi
   offline=(--offline
     --config "source.crates-io.replace-with='vendored-sources'"
     --config "source.vendored-sources.directory='$PWD/$vendor_dir'")
