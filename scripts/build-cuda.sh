@@ -23,7 +23,7 @@
 #      with `--features cuda` and once with `--features cuda,cudnn`,
 #      stripped and without debug info (the binaries travel);
 #   3. packs into target/gpu-bundle: bin/gpu-check-{cuda,cudnn}.xz (what
-#      scripts/gpu-bench.sh runs; ~56 MB each unpacked, mostly sm_90a code,
+#      scripts/gpu-bench.sh runs; ~49 MB each unpacked, mostly sm_90a code,
 #      ~8 MB packed, so bundle and assets fit what a GPU session carries),
 #      BUILD-INFO, and bin/detector-{cuda,cudnn}.xz only with
 #      --with-detector (the GPU script does not need them).

@@ -66,8 +66,14 @@ for f in yolov4-tiny.cfg yolov4-tiny.weights yolov4.cfg coco.names bus.jpg zidan
 done
 
 # The CUDA 13 libraries of the machine's Python (PyTorch's wheels).
+# The toolchain's README names nvidia/cu13/lib and nvidia/cudnn/lib; any other
+# nvidia/*/lib follows them, in case a wheel lays its libraries out otherwise.
 if sp=$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null); then
-  export LD_LIBRARY_PATH=$sp/nvidia/cu13/lib:$sp/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  libs=$sp/nvidia/cu13/lib:$sp/nvidia/cudnn/lib
+  for d in "$sp"/nvidia/*/lib; do
+    case :$libs: in *:$d:*) ;; *) [ -d "$d" ] && libs=$libs:$d ;; esac
+  done
+  export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
 # build_here FEATURES NAME: builds gpu_check offline from the vendored crates into $bin_dir/NAME.
