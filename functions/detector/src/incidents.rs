@@ -1,5 +1,12 @@
 //! Incident tracking: one alert per incident, however many frames show it.
 //!
+//! One file on purpose (about 900 lines of code, the rest tests): the rule,
+//! the per-incident state and the claim-before-emit protocol are one state
+//! machine whose invariants (one `opened` per incident, at most one `updated`
+//! per interval, `closed` once) are read and changed together. The parts with
+//! their own names live beside it: `tracks.rs` (association), `zones.rs`
+//! (ground points and zone movement), `closer.rs` (closing on time).
+//!
 //! # The rule
 //!
 //! An incident is a run of detections of **one event type** from **one
