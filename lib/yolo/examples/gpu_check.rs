@@ -1,9 +1,9 @@
 //! The GPU check and benchmark that `scripts/gpu-bench.sh` runs on a GPU
-//! (One file: it is a single-purpose program shipped as one binary to the GPU
-//! machine; its sections below follow the script's order: checks, then timings.)
-//!
 //! machine (built there or by `scripts/build-cuda.sh` with `--features cuda`
 //! or `cuda,cudnn`).
+//!
+//! One file: a single-purpose program shipped as one binary to the GPU
+//! machine; its sections follow the script's order (checks, then timings).
 //!
 //! 1. **Checks** against the CPU (the fused CPU kernels, which the oracle
 //!    tests hold to OpenCV):
