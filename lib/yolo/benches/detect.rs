@@ -6,16 +6,21 @@
 //!    (`benches/opencv_detect.py`, default OpenCV settings, its in-layer
 //!    decode + NMS included) on same-size blobs, for yolov4-tiny @416 (COCO
 //!    weights) and yolov4 @416 / @608 (deterministic random weights: speed does
-//!    not depend on the values), at batch 1 and 8; ratio = ours / OpenCV in
-//!    images/s (> 1: we are faster);
+//!    not depend on the values), at batch 1, 4 and 8; ratio = ours / OpenCV
+//!    in images/s (> 1: we are faster); then batch 4's time per image
+//!    against batch 1's;
 //! 2. our end-to-end `Detector::detect` on the two sample photos (decode of
 //!    the JPEGs excluded; resize, forward, decode, NMS included);
-//! 3. a per-layer profile of our yolov4-tiny @416 forward: every conv block
+//! 3. every model's batch-1 forward by kind of layer (1x1, 3x3 stride 1,
+//!    3x3 stride 2, ...): time, share, GFLOP/s and the fraction of the FMA
+//!    peak of the same threads, measured in the run (`kernels::fma_peak`);
+//! 4. a per-layer profile of our yolov4-tiny @416 forward: every conv block
 //!    timed on its real input, the rest (route, maxpool, upsample) as the
 //!    remainder of a full forward.
 //!
 //! Needs the assets (`scripts/fetch-yolo-assets.sh`) and `.venv` with OpenCV.
-//! `SAFECITY_BENCH_FILTER=tiny` (a substring of the row label) runs a subset.
+//! `SAFECITY_BENCH_FILTER=tiny` (a substring of the row label) runs a subset;
+//! `SAFECITY_BENCH_LAYERS=1` adds the per-layer profile of the full models.
 //! Iteration counts are small: v4 @608 batch 8 alone is minutes on 2 cores.
 //!
 //! Quick mode (`SAFECITY_BENCH_QUICK=1`): tiny @416 batch 1 (3 iterations)
@@ -27,11 +32,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Module, Tensor};
 use safecity_yolo::darknet::cfg::NetConfig;
 use safecity_yolo::detector::{Detector, DetectorOptions};
+use safecity_yolo::kernels::fma_peak;
 use safecity_yolo::model::Darknet;
 use safecity_yolo::preprocess::{self, ImageLimits};
 use support::python::ScratchDir;
@@ -176,7 +182,7 @@ fn emit_row(label: &str, batch: usize, iterations: usize, ours_s: f64, opencv_s:
 }
 
 /// Per-layer profile of our forward at the model's size, batch 1.
-fn profile(model: &Darknet) {
+fn profile(model: &Darknet, label: &str) {
     let (size, _) = model.input_size();
     let input = blob(1, size);
     let all: Vec<usize> = (0..model.num_layers()).collect();
@@ -191,7 +197,7 @@ fn profile(model: &Darknet) {
         .fold(f64::INFINITY, f64::min);
     println!();
     println!(
-        "per-layer profile, yolov4-tiny @{size} batch 1 (conv blocks on their real input; min of {repeats})"
+        "per-layer profile, {label} batch 1 (conv blocks on their real input; min of {repeats})"
     );
     println!(
         "{:>5} {:<20} {:>7} {:>16} {:>9} {:>8} {:>7}",
@@ -268,6 +274,95 @@ fn profile(model: &Darknet) {
     );
 }
 
+/// Prints, per model, batch 4's time per image against batch 1's (issue
+/// 15: batching must not cost per image).
+fn batch_check(rows: &[Row]) {
+    let per_image = |label: &str, batch: usize| {
+        rows.iter()
+            .find(|r| r.label == label && r.batch == batch)
+            .map(|r| r.ours_s / batch as f64)
+    };
+    let mut labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+    labels.dedup();
+    for label in labels {
+        if let (Some(one), Some(four)) = (per_image(label, 1), per_image(label, 4)) {
+            println!(
+                "{label}: batch 4 {:.1} ms/image vs batch 1 {:.1} ms/image ({:.2}x) {}",
+                four * 1e3,
+                one * 1e3,
+                one / four,
+                if four <= one {
+                    "ok"
+                } else {
+                    "SLOWER per image"
+                }
+            );
+        }
+    }
+}
+
+/// Floating-point operations of layer `index` of `model` for one image
+/// when it is a convolution (two per multiply-add of a direct convolution).
+fn conv_flops(model: &Darknet, index: usize) -> Option<f64> {
+    let (_, block) = model.conv_blocks().into_iter().find(|(i, _)| *i == index)?;
+    let w = block.weight().dims().to_vec();
+    let (_, h, wd) = model.output_shape(index)?;
+    Some(2.0 * (w[0] * w[1] * w[2] * w[3]) as f64 * (h * wd) as f64)
+}
+
+/// A batch-1 forward of `net` by kind of layer: time, share, and for
+/// convolutions GFLOP/s and the fraction of `peak` (GFLOP/s of all threads).
+fn by_kind(model: &Darknet, net: &Net, peak: f64) {
+    let input = blob(1, net.size);
+    model.profile_layers(&input).expect("profile");
+    let mut best: Vec<f64> = vec![f64::INFINITY; model.num_layers()];
+    for _ in 0..2 {
+        let timings = model.profile_layers(&input).expect("profile");
+        for (b, t) in best.iter_mut().zip(timings) {
+            *b = b.min(t.as_secs_f64());
+        }
+    }
+    // (kind, seconds, layers, flops)
+    let mut kinds: Vec<(String, f64, usize, f64)> = Vec::new();
+    for (layer, seconds) in best.iter().enumerate() {
+        let kind = model.layer_kind(layer).expect("layer");
+        let flops = conv_flops(model, layer).unwrap_or(0.0);
+        match kinds.iter_mut().find(|(k, ..)| *k == kind) {
+            Some(entry) => {
+                entry.1 += seconds;
+                entry.2 += 1;
+                entry.3 += flops;
+            }
+            None => kinds.push((kind, *seconds, 1, flops)),
+        }
+    }
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = kinds.iter().map(|k| k.1).sum();
+    println!();
+    println!(
+        "{} batch 1, {:.1} ms by kind of layer (best of 2 per layer):",
+        net.label,
+        total * 1e3
+    );
+    println!(
+        "  {:<14} {:>4} {:>9} {:>6} {:>8} {:>9}",
+        "kind", "n", "ms", "share", "GFLOP/s", "of peak"
+    );
+    for (kind, seconds, count, flops) in kinds {
+        let (rate, of_peak) = if flops > 0.0 {
+            let rate = flops / seconds / 1e9;
+            (format!("{rate:.1}"), format!("{:.0}%", 100.0 * rate / peak))
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "  {kind:<14} {count:>4} {:>9.1} {:>5.1}% {rate:>8} {of_peak:>9}",
+            seconds * 1e3,
+            100.0 * seconds / total
+        );
+    }
+}
+
 fn main() {
     rayon::ThreadPoolBuilder::new()
         .num_threads(THREADS)
@@ -295,13 +390,16 @@ fn main() {
         runs: if quick {
             vec![(1, 3)]
         } else {
-            vec![(1, 10), (8, 2)]
+            vec![(1, 10), (4, 3), (8, 2)]
         },
     }];
     let full_runs = if quick {
         vec![(416, vec![(1, 1)])]
     } else {
-        vec![(416, vec![(1, 2), (8, 1)]), (608, vec![(1, 1), (8, 1)])]
+        vec![
+            (416, vec![(1, 3), (4, 1), (8, 1)]),
+            (608, vec![(1, 2), (4, 1), (8, 1)]),
+        ]
     };
     for (size, runs) in full_runs {
         let cfg = scratch.join(&format!("yolov4-{size}.cfg"));
@@ -343,41 +441,28 @@ fn main() {
         }
     }
     print_table(&rows);
+    batch_check(&rows);
     if quick {
         return;
     }
 
-    // Where a batch-1 forward spends its time, by kind of layer.
+    // Where a batch-1 forward spends its time, by kind of layer, against
+    // the FMA peak of the threads both sides use.
+    let peak: f64 = rayon::broadcast(|_| fma_peak(Duration::from_millis(300)))
+        .iter()
+        .map(|p| p.gflops)
+        .sum();
+    let lanes = fma_peak(Duration::from_millis(10)).lanes;
+    println!();
+    println!(
+        "FMA peak of {THREADS} threads together, {lanes}-lane f32 vectors: {peak:.0} GFLOP/s \
+         (GFLOP/s below count a direct convolution's multiply-adds; Winograd does fewer)"
+    );
     for net in &nets {
         let model = load(&net.cfg, &net.weights);
-        let input = blob(1, net.size);
-        model.profile_layers(&input).expect("profile");
-        let timings = model.profile_layers(&input).expect("profile");
-        let mut by_kind: Vec<(String, f64, usize)> = Vec::new();
-        for (layer, t) in timings.iter().enumerate() {
-            let kind = model.layer_kind(layer).expect("layer");
-            match by_kind.iter_mut().find(|(k, _, _)| *k == kind) {
-                Some(entry) => {
-                    entry.1 += t.as_secs_f64();
-                    entry.2 += 1;
-                }
-                None => by_kind.push((kind, t.as_secs_f64(), 1)),
-            }
-        }
-        by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let total: f64 = by_kind.iter().map(|k| k.1).sum();
-        println!();
-        println!(
-            "{} batch 1, {:.1} ms by kind of layer:",
-            net.label,
-            total * 1e3
-        );
-        for (kind, seconds, count) in by_kind {
-            println!(
-                "  {kind:<14} x{count:<3} {:>9.1} ms {:>5.1}%",
-                seconds * 1e3,
-                100.0 * seconds / total
-            );
+        by_kind(&model, net, peak);
+        if std::env::var_os("SAFECITY_BENCH_LAYERS").is_some() && !net.label.contains("tiny") {
+            profile(&model, net.label);
         }
     }
 
@@ -409,6 +494,6 @@ fn main() {
             per_batch * 1e3,
             2.0 / per_batch
         );
-        profile(detector.model());
+        profile(detector.model(), "yolov4-tiny@416");
     }
 }

@@ -187,10 +187,15 @@ fn matches_naive_and_candle_on_random_shapes() {
         (3, 128, 30, 30, 16, 1, 1, 2, Linear),
         // Winograd in several passes (576 tiles per image: one image a pass).
         (3, 4, 96, 94, 6, 3, 1, 1, Leaky),
-        // im2col depth 720: two accumulating GEMM passes of at most 512.
+        // im2col depth 720: three accumulating GEMM passes of at most 256.
         (2, 80, 9, 11, 13, 3, 1, 1, Leaky),
-        // Few pixels, many output channels: items split the channels.
+        // Few pixels, many output channels: items split the channels and
+        // share one im2col matrix filled before them.
         (1, 16, 5, 5, 40, 3, 2, 1, Mish),
+        // The same with two groups and a matrix in two passes (depth 288).
+        (1, 64, 7, 7, 48, 3, 1, 2, Leaky),
+        // Winograd with 13 tiles per tile row: groups of 8 end inside a row.
+        (1, 24, 20, 52, 16, 3, 1, 1, Mish),
     ];
     for (i, (n, c, h, w, o, k, stride, groups, activation)) in cases.into_iter().enumerate() {
         check(
@@ -228,11 +233,12 @@ fn default_algorithm_follows_the_shape() {
     };
     assert_eq!(pick(1).algorithm(), ConvAlgorithm::Winograd4x4);
     assert_eq!(pick(2).algorithm(), ConvAlgorithm::Im2colGemm);
-    // 12x12 outputs are 9 Winograd blocks per image: too few below batch 2;
-    // 13x13 outputs are 16, the minimum.
-    assert_eq!(pick(1).algorithm_for(1, 12, 12), ConvAlgorithm::Im2colGemm);
-    assert_eq!(pick(1).algorithm_for(2, 12, 12), ConvAlgorithm::Winograd4x4);
-    assert_eq!(pick(1).algorithm_for(1, 13, 13), ConvAlgorithm::Winograd4x4);
+    // 12x12 outputs are 9 Winograd blocks per image: too few below batch 4;
+    // 13x13 outputs are 16: im2col alone, Winograd from batch 2 (32 blocks).
+    assert_eq!(pick(1).algorithm_for(2, 12, 12), ConvAlgorithm::Im2colGemm);
+    assert_eq!(pick(1).algorithm_for(4, 12, 12), ConvAlgorithm::Winograd4x4);
+    assert_eq!(pick(1).algorithm_for(1, 13, 13), ConvAlgorithm::Im2colGemm);
+    assert_eq!(pick(1).algorithm_for(2, 13, 13), ConvAlgorithm::Winograd4x4);
     assert_eq!(pick(1).algorithm_for(1, 26, 26), ConvAlgorithm::Winograd4x4);
     // A forced algorithm holds for every size.
     let forced = FusedConv2d::with_algorithm(

@@ -10,10 +10,11 @@ use super::{im2col, winograd};
 use crate::activation::Activation;
 
 /// Below this many 4x4 output blocks per call, Winograd's 36 thin GEMMs
-/// (each streaming its whole transformed filter for a few columns) lose to
-/// one im2col GEMM. 13x13 outputs at batch 1 have 16 and still gain: 8.5 vs
-/// 10.6 ms single-threaded for yolov4-tiny's 512->512 layer.
-pub const MIN_WINOGRAD_TILES: usize = 16;
+/// (each streaming its whole transformed filter, 4x the size of the plain
+/// one, for a few columns padded to a multiple of 32) lose to one im2col
+/// GEMM. yolov4-tiny's 512->512 layer at 13x13 (16 blocks) ran 5.4-6.0 ms
+/// through Winograd and 4.3-4.6 ms through im2col (2 threads, AVX-512).
+pub const MIN_WINOGRAD_TILES: usize = 32;
 
 /// How a [`FusedConv2d`] computes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,20 +3,20 @@
 //! bias + activation pass that writes NCHW directly (the GEMM's rows are
 //! output channels, its columns output pixels, so no transpose is needed).
 
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::epilogue::bias_activate;
 use super::geometry::{ConvDims, Geometry};
-use super::microkernel::{COLS_MULTIPLE, GemmCall, MR, PackedRows, vectorized};
+use super::microkernel::{COLS_MULTIPLE, KC, MR, NR, PackedProduct, PackedRows};
 use super::scratch::with_buffers;
 use crate::activation::Activation;
 
 /// Output pixels per work item at most: the item's im2col block
-/// (`KC × BLOCK_COLS` floats) and result stay in the L2 cache.
+/// (`KC × BLOCK_COLS` floats, 256 KiB) and result stay in the L2 cache.
+/// Larger `C/g·KH·KW` run in several [`KC`]-deep passes that accumulate,
+/// each filling only its rows of the block.
 const BLOCK_COLS: usize = 256;
-/// Depth of one GEMM pass: larger `C/g·KH·KW` run in several passes that
-/// accumulate, each filling only its rows of the im2col block.
-const KC: usize = 512;
 /// Work items per thread to aim for, so that uneven items balance out.
 const ITEMS_PER_THREAD: usize = 4;
 
@@ -54,6 +54,17 @@ struct Partition {
 }
 
 impl Partition {
+    /// Index of the (image, block, group) im2col matrix in the shared buffer.
+    fn region_index(&self, img: usize, block: usize, group: usize, groups: usize) -> usize {
+        (img * self.blocks + block) * groups + group
+    }
+
+    /// The inverse of [`Partition::region_index`].
+    fn region_parts(&self, index: usize, groups: usize) -> (usize, usize, usize) {
+        let (rest, group) = (index / groups, index % groups);
+        (rest / self.blocks, rest % self.blocks, group)
+    }
+
     fn new(dims: &ConvDims, geo: &Geometry) -> Self {
         let og = dims.out_channels / dims.groups;
         let plane = geo.ho * geo.wo;
@@ -85,9 +96,13 @@ impl Partition {
 /// with the packed `(O/g, C/g·KH·KW)` weights of each group.
 ///
 /// The output is cut into items (pixel block × output-channel range), run in
-/// parallel; each fills its im2col block in a per-thread scratch buffer, runs
-/// the micro-kernel GEMM with the packed weights, and writes `act(C + bias)`
-/// into its output rows.
+/// parallel; each runs the micro-kernel GEMM of its weight panels with the
+/// block's im2col matrix and writes `act(C + bias)` into its output rows.
+/// When every pixel block has one item, the item fills its im2col block
+/// itself, pass by pass, in per-thread scratch (it stays in L2). When a
+/// block is split between several items (few pixels, many channels: the
+/// 13x13 and 26x26 layers), the blocks are filled once, in parallel, into
+/// a shared buffer first, so the items do not each repeat the copy.
 pub(crate) fn forward(
     dims: &ConvDims,
     weights: &[PackedRows],
@@ -107,8 +122,88 @@ pub(crate) fn forward(
         input,
         geo,
     };
-    items.into_par_iter().for_each(|item| call.run(item));
+    if partition.splits == 1 {
+        items.into_par_iter().for_each(|item| call.run(item, None));
+        return out;
+    }
+    let depth = dims.in_per_group * dims.kernel.0 * dims.kernel.1;
+    let region = depth * partition.block_cols.next_multiple_of(COLS_MULTIPLE);
+    let regions = geo.n * partition.blocks * dims.groups;
+    with_buffers([regions * region], |[shared]| {
+        // 1. Fill every (image, block, group) im2col matrix, one task per depth pass.
+        let mut passes = Vec::new();
+        for (index, mut rest) in shared.chunks_exact_mut(region).enumerate() {
+            let (img, block, group) = partition.region_parts(index, dims.groups);
+            let first = block * partition.block_cols;
+            let len = partition.block_cols.min(partition.plane - first);
+            let cols = len.next_multiple_of(COLS_MULTIPLE);
+            for k0 in (0..depth).step_by(KC) {
+                let k = KC.min(depth - k0);
+                let (pass, tail) = rest.split_at_mut(k * cols);
+                rest = tail;
+                passes.push(Pass {
+                    rows: PassRows {
+                        img,
+                        group,
+                        first,
+                        len,
+                        depth: k0..k0 + k,
+                    },
+                    dst: pass,
+                });
+            }
+        }
+        passes
+            .into_par_iter()
+            .for_each(|pass| Arch::new().dispatch(FillTask { call: &call, pass }));
+        // 2. The items, each reading its block's matrix.
+        let shared: &[f32] = shared;
+        items.into_par_iter().for_each(|item| {
+            let index = partition.region_index(
+                item.img,
+                item.first / partition.block_cols,
+                item.group,
+                dims.groups,
+            );
+            call.run(item, Some(&shared[index * region..(index + 1) * region]));
+        });
+    });
     out
+}
+
+/// One depth pass of one (image, pixel block, group) im2col matrix.
+struct PassRows {
+    img: usize,
+    group: usize,
+    /// First output pixel of the block.
+    first: usize,
+    /// Pixels in the block.
+    len: usize,
+    /// Rows of the im2col matrix (`k`) this pass covers.
+    depth: std::ops::Range<usize>,
+}
+
+/// A [`PassRows`] to fill and where: `depth.len()` rows of every
+/// [`NR`]-column sliver.
+struct Pass<'a> {
+    rows: PassRows,
+    dst: &'a mut [f32],
+}
+
+/// Fills one [`Pass`], compiled for the instruction set [`Arch`] picks.
+struct FillTask<'t, 'a> {
+    call: &'t Call<'t>,
+    pass: Pass<'a>,
+}
+
+impl WithSimd for FillTask<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let FillTask { call, pass } = self;
+        call.fill_pass(&pass.rows, pass.dst);
+    }
 }
 
 /// Cuts `out` into the items of `partition`, each holding its output rows.
@@ -179,65 +274,146 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Computes one item: per depth pass of at most [`KC`] rows, fills the
-    /// item's im2col block and accumulates its GEMM with the weight panels,
-    /// then writes `act(C + bias)` into the item's output rows.
-    #[inline]
-    fn run(&self, mut item: Item<'_>) {
-        let Call {
-            dims,
-            weights,
-            bias,
-            activation,
-            input,
-            geo,
-        } = *self;
-        let (kh, kw) = dims.kernel;
-        let cg = dims.in_per_group;
-        let og = dims.out_channels / dims.groups;
-        let in_plane = geo.h * geo.w;
-        let depth = cg * kh * kw;
+    /// Computes one item: per depth pass of at most [`KC`] rows, its block's
+    /// im2col matrix (`filled`, or filled here into scratch), the GEMM with
+    /// the item's weight panels, then `act(C + bias)` into its output rows.
+    fn run(&self, item: Item<'_>, filled: Option<&[f32]>) {
+        let depth = self.dims.in_per_group * self.dims.kernel.0 * self.dims.kernel.1;
         let cols = item.len.next_multiple_of(COLS_MULTIPLE);
         let rows = item.panels.len() * MR;
-        let weights = &weights[item.group];
-        with_buffers([depth.min(KC) * cols, rows * cols], |[b, c]| {
-            vectorized(|| {
-                for k0 in (0..depth).step_by(KC) {
-                    let k1 = depth.min(k0 + KC);
-                    for (r, row) in b.chunks_exact_mut(cols).take(k1 - k0).enumerate() {
-                        let r = k0 + r;
-                        let channel = item.group * cg + r / (kh * kw);
-                        let (ky, kx) = ((r / kw) % kh, r % kw);
-                        let start = (item.img * geo.c + channel) * in_plane;
-                        let src = &input[start..start + in_plane];
-                        let (used, pad) = row.split_at_mut(item.len);
-                        fill_range(used, src, item.first, geo, dims, ky, kx);
-                        pad.fill(0.0);
-                    }
-                    GemmCall {
-                        a: weights,
-                        panels: item.panels.clone(),
-                        depth: k0..k1,
-                        b,
-                        ldb: cols,
-                        col0: 0,
-                        cols,
-                        accumulate: k0 > 0,
-                    }
-                    .run(c, cols);
-                }
-                let oc0 = item.group * og + item.panels.start * MR;
-                for (i, dst) in item.dst.iter_mut().enumerate() {
-                    let src = &c[i * cols..i * cols + item.len];
-                    bias_activate(dst, src, bias[oc0 + i], activation);
-                }
+        let scratch = if filled.is_some() {
+            0
+        } else {
+            depth.min(KC) * cols
+        };
+        with_buffers([scratch, rows * cols], |[b, c]| {
+            Arch::new().dispatch(ItemTask {
+                call: self,
+                item,
+                filled,
+                b,
+                c,
             })
         })
+    }
+
+    /// Fills the rows `depth` of the im2col matrix of image `img`, group
+    /// `group`, output pixels `first..first + len`, into `dst` in the
+    /// kernel's [`NR`]-column slivers (`depth.len()` rows each), the columns
+    /// past the pixels zero: a 1x1 stride-1 row is one copy of the input
+    /// row, other kernels gather straight into each sliver.
+    #[inline(always)]
+    fn fill_pass(&self, pass: &PassRows, dst: &mut [f32]) {
+        let Call {
+            dims, input, geo, ..
+        } = *self;
+        let (kh, kw) = dims.kernel;
+        let in_plane = geo.h * geo.w;
+        let k = pass.depth.len();
+        let cols = pass.len.next_multiple_of(COLS_MULTIPLE);
+        let pointwise = (kh, kw, dims.stride, dims.padding) == (1, 1, 1, 0);
+        for (r, kk) in pass.depth.clone().enumerate() {
+            let channel = pass.group * dims.in_per_group + kk / (kh * kw);
+            let (ky, kx) = ((kk / kw) % kh, kk % kw);
+            let start = (pass.img * geo.c + channel) * in_plane;
+            let src = &input[start..start + in_plane];
+            let slivers = dst[..k * cols].chunks_exact_mut(k * NR);
+            if pointwise {
+                // The input row is the im2col row: copy it sliver by sliver.
+                let row = &src[pass.first..pass.first + pass.len];
+                let (whole, _) = row.as_chunks::<NR>();
+                for (s, d) in slivers.enumerate() {
+                    let d: &mut [f32; NR] = (&mut d[r * NR..(r + 1) * NR])
+                        .try_into()
+                        .expect("NR floats");
+                    match whole.get(s) {
+                        Some(chunk) => *d = *chunk,
+                        None => {
+                            let tail = &row[s * NR..];
+                            d[..tail.len()].copy_from_slice(tail);
+                            d[tail.len()..].fill(0.0);
+                        }
+                    }
+                }
+            } else {
+                // Gathered straight into each sliver's row.
+                for (s, d) in slivers.enumerate() {
+                    let d = &mut d[r * NR..(r + 1) * NR];
+                    let n = NR.min(pass.len - s * NR);
+                    fill_range(&mut d[..n], src, pass.first + s * NR, geo, dims, ky, kx);
+                    d[n..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// One item with its scratch buffers, compiled for the instruction set
+/// [`Arch`] picks (`inline(always)` down to the loops, see `microkernel.rs`).
+struct ItemTask<'t, 'a> {
+    call: &'t Call<'t>,
+    item: Item<'a>,
+    /// The block's whole im2col matrix, filled before (passes of [`KC`] rows).
+    filled: Option<&'t [f32]>,
+    /// Scratch for one pass of the im2col matrix when not `filled`.
+    b: &'t mut [f32],
+    /// The item's GEMM result, `rows × cols`.
+    c: &'t mut [f32],
+}
+
+impl WithSimd for ItemTask<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let ItemTask {
+            call,
+            mut item,
+            filled,
+            b,
+            c,
+        } = self;
+        let dims = call.dims;
+        let og = dims.out_channels / dims.groups;
+        let depth = dims.in_per_group * dims.kernel.0 * dims.kernel.1;
+        let cols = item.len.next_multiple_of(COLS_MULTIPLE);
+        let weights = &call.weights[item.group];
+        for k0 in (0..depth).step_by(KC) {
+            let k = KC.min(depth - k0);
+            let pass: &[f32] = match filled {
+                Some(filled) => &filled[k0 * cols..(k0 + k) * cols],
+                None => {
+                    let pass = PassRows {
+                        img: item.img,
+                        group: item.group,
+                        first: item.first,
+                        len: item.len,
+                        depth: k0..k0 + k,
+                    };
+                    call.fill_pass(&pass, b);
+                    &b[..k * cols]
+                }
+            };
+            PackedProduct {
+                a: weights,
+                panels: item.panels.clone(),
+                depth: k0..k0 + k,
+                b: pass,
+                accumulate: k0 > 0,
+            }
+            .run_with(simd, c, cols);
+        }
+        let oc0 = item.group * og + item.panels.start * MR;
+        for (i, dst) in item.dst.iter_mut().enumerate() {
+            let src = &c[i * cols..i * cols + item.len];
+            bias_activate(dst, src, call.bias[oc0 + i], call.activation);
+        }
     }
 }
 
 /// Fills `dst` with one im2col row for the output pixels `pixel..pixel + dst.len()`
 /// of one image: `x[oy*s + ky - p][ox*s + kx - p]`, zero outside the input.
+#[inline(always)]
 fn fill_range(
     dst: &mut [f32],
     src: &[f32],

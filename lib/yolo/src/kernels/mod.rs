@@ -46,11 +46,13 @@ mod fused_conv;
 mod geometry;
 mod im2col;
 mod microkernel;
+mod peak;
 mod scratch;
 mod winograd;
 
 pub use error::KernelError;
 pub use fused_conv::{ConvAlgorithm, FusedConv2d, MIN_WINOGRAD_TILES};
+pub use peak::{FmaPeak, fma_peak};
 
 /// Which implementation of the layers a model runs.
 ///

@@ -24,11 +24,16 @@ pub(crate) fn with_buffers<const N: usize, R>(
         KEPT.with(|kept| kept.borrow_mut().pop())
             .unwrap_or_default()
     });
+    // A kept buffer keeps its whole length: growing it again would zero the
+    // grown part on every call (a memset of megabytes per layer), and the
+    // contents are unspecified anyway. Only new capacity is zeroed, once.
     for (buffer, &len) in buffers.iter_mut().zip(&lens) {
-        buffer.resize(len, 0.0);
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
     }
     let result = {
-        let mut views = buffers.iter_mut().map(|b| b.as_mut_slice());
+        let mut views = buffers.iter_mut().zip(lens).map(|(b, len)| &mut b[..len]);
         f(std::array::from_fn(|_| {
             views.next().expect("one view per buffer")
         }))

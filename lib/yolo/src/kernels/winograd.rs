@@ -6,11 +6,12 @@
 //! 36 independent GEMMs `M[ξ] = U[ξ] (O/g × C/g) · V[ξ] (C/g × tiles)`: 36
 //! multiplies per 16 outputs instead of 144, a 4x cut of the dominant work.
 
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::epilogue::bias_activate;
 use super::geometry::{ConvDims, Geometry};
-use super::microkernel::{COLS_MULTIPLE, PackedRows, gemm, vectorized};
+use super::microkernel::{COLS_MULTIPLE, PackedRows, gemm};
 use super::scratch::with_buffers;
 use crate::activation::Activation;
 
@@ -159,9 +160,10 @@ fn forward_pass(
     let (tiles_y, tiles_x) = (geo.ho.div_ceil(M), geo.wo.div_ceil(M));
     let per_image = tiles_y * tiles_x;
     let tiles = geo.n * per_image;
-    let tp = tiles.next_multiple_of(COLS_MULTIPLE);
+    // Room for a whole group of L tiles after the last tile start, so the
+    // transforms always move full L-lane vectors (see `store`).
+    let tp = (tiles + L - 1).next_multiple_of(COLS_MULTIPLE);
     let plane = geo.ho * geo.wo;
-    let in_plane = geo.h * geo.w;
 
     with_buffers(
         [groups * POINTS * cg * tp, groups * POINTS * og * tp],
@@ -179,18 +181,16 @@ fn forward_pass(
             by_channel
                 .into_par_iter()
                 .enumerate()
-                .for_each(|(channel, mut rows)| {
-                    vectorized(|| {
-                        for img in 0..geo.n {
-                            let start = (img * geo.c + channel) * in_plane;
-                            let x = &input[start..start + in_plane];
-                            let first = img * per_image;
-                            transform_input_plane(x, geo, dims.padding, tiles_x, first, &mut rows);
-                        }
-                        // Padding tiles: zero, so their (discarded) GEMM columns stay finite.
-                        for row in &mut rows {
-                            row[tiles..].fill(0.0);
-                        }
+                .for_each(|(channel, rows)| {
+                    Arch::new().dispatch(InputTask {
+                        channel,
+                        rows,
+                        input,
+                        geo,
+                        padding: dims.padding,
+                        tiles_x,
+                        per_image,
+                        tiles,
                     })
                 });
 
@@ -205,21 +205,95 @@ fn forward_pass(
             out.par_chunks_mut(plane)
                 .enumerate()
                 .for_each(|(idx, dst)| {
-                    vectorized(|| {
-                        let (img, oc) = (idx / dims.out_channels, idx % dims.out_channels);
-                        let (g, o) = (oc / og, oc % og);
-                        let points = PointRows {
+                    let (img, oc) = (idx / dims.out_channels, idx % dims.out_channels);
+                    let (g, o) = (oc / og, oc % og);
+                    Arch::new().dispatch(OutputTask {
+                        points: PointRows {
                             m,
                             base: g * POINTS * og * tp + o * tp,
                             stride: og * tp,
-                        };
-                        let first = img * per_image;
-                        let epilogue = (bias[oc], activation);
-                        transform_output_plane(&points, geo, tiles_x, first, epilogue, dst);
+                        },
+                        geo,
+                        tiles_x,
+                        first: img * per_image,
+                        epilogue: (bias[oc], activation),
+                        dst,
                     })
                 });
         },
     );
+}
+
+/// The input transform of one (group, channel): its plane of every image
+/// into its 36 rows of `V`, compiled for the instruction set [`Arch`] picks
+/// (`inline(always)` down to the loops, see `microkernel.rs`).
+struct InputTask<'a, 'r> {
+    channel: usize,
+    rows: Vec<&'r mut [f32]>,
+    input: &'a [f32],
+    geo: &'a Geometry,
+    padding: usize,
+    tiles_x: usize,
+    per_image: usize,
+    /// Real tiles of the pass; the padding tiles after them are zeroed.
+    tiles: usize,
+}
+
+impl WithSimd for InputTask<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let InputTask {
+            channel,
+            mut rows,
+            input,
+            geo,
+            padding,
+            tiles_x,
+            per_image,
+            tiles,
+        } = self;
+        let in_plane = geo.h * geo.w;
+        for img in 0..geo.n {
+            let start = (img * geo.c + channel) * in_plane;
+            let x = &input[start..start + in_plane];
+            transform_input_plane(x, geo, padding, tiles_x, img * per_image, &mut rows);
+        }
+        // Padding tiles: zero, so their (discarded) GEMM columns stay finite.
+        for row in &mut rows {
+            row[tiles..].fill(0.0);
+        }
+    }
+}
+
+/// The output transform of one output plane with bias and activation,
+/// compiled like [`InputTask`].
+struct OutputTask<'a> {
+    points: PointRows<'a>,
+    geo: &'a Geometry,
+    tiles_x: usize,
+    /// The plane's first tile index.
+    first: usize,
+    epilogue: (f32, Activation),
+    dst: &'a mut [f32],
+}
+
+impl WithSimd for OutputTask<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let OutputTask {
+            points,
+            geo,
+            tiles_x,
+            first,
+            epilogue,
+            dst,
+        } = self;
+        transform_output_plane(&points, geo, tiles_x, first, epilogue, dst);
+    }
 }
 
 /// Transforms one input plane into its rows of `V` (one row per transform
@@ -239,7 +313,6 @@ fn transform_input_plane(
     let tiles_y = geo.ho.div_ceil(M);
     for ty in 0..tiles_y {
         for tx0 in (0..tiles_x).step_by(L) {
-            let n = L.min(tiles_x - tx0);
             // d[r][j][l]: row r, column j of tile tx0 + l.
             let mut d = [[[0f32; L]; T]; T];
             let x0 = (tx0 * M) as isize - padding as isize;
@@ -275,32 +348,29 @@ fn transform_input_plane(
             for (i, col) in cols.iter().enumerate() {
                 let r = input_1d_lanes(col);
                 for (j, v) in r.iter().enumerate() {
-                    store(&mut rows[i * T + j][t..], v, n);
+                    store(&mut rows[i * T + j][t..], v);
                 }
             }
         }
     }
 }
 
-/// `dst[..n] = v[..n]`, as one vector store when `n == L`.
+/// `dst[..L] = v`: one vector store even when only some of the L tiles of the
+/// group are real. The extra lanes land on the tiles of the next group,
+/// which the same task writes next (tiles go in increasing order), or on
+/// the padding columns, which are zeroed after the last group; `tp` leaves
+/// room for them.
 #[inline(always)]
-fn store(dst: &mut [f32], v: &Lanes, n: usize) {
-    if n == L {
-        let dst: &mut Lanes = (&mut dst[..L]).try_into().expect("L floats");
-        *dst = *v;
-    } else {
-        dst[..n].copy_from_slice(&v[..n]);
-    }
+fn store(dst: &mut [f32], v: &Lanes) {
+    let dst: &mut Lanes = (&mut dst[..L]).try_into().expect("L floats");
+    *dst = *v;
 }
 
-/// `v[..n] = src[..n]`, as one vector load when `n == L`.
+/// `v = src[..L]`: one vector load; lanes past the group's real tiles
+/// read neighbouring (finite) values that no output uses.
 #[inline(always)]
-fn load(v: &mut Lanes, src: &[f32], n: usize) {
-    if n == L {
-        *v = src[..L].try_into().expect("L floats");
-    } else {
-        v[..n].copy_from_slice(&src[..n]);
-    }
+fn load(v: &mut Lanes, src: &[f32]) {
+    *v = src[..L].try_into().expect("L floats");
 }
 
 /// The 36 rows of `M` one output plane reads: point `p`, tile `t` is
@@ -329,7 +399,7 @@ fn transform_output_plane(
             let t = first + ty * tiles_x + tx0;
             let mut mv = [[[0f32; L]; T]; T];
             for (p, v) in mv.iter_mut().flatten().enumerate() {
-                load(v, &points.m[points.base + p * points.stride + t..], n);
+                load(v, &points.m[points.base + p * points.stride + t..]);
             }
             let mut cols = [[[0f32; L]; T]; M];
             for j in 0..T {
