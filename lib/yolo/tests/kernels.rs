@@ -217,12 +217,12 @@ fn matches_naive_and_candle_on_random_shapes() {
 
 #[test]
 fn default_algorithm_follows_the_shape() {
-    let weight = vec![0.5f32; 4 * 2 * 9];
+    let weight = vec![0.5f32; 4 * 16 * 9];
     let bias = vec![0.0f32; 4];
     let pick = |stride| {
         FusedConv2d::new(
             &weight,
-            (4, 2, 3, 3),
+            (4, 16, 3, 3),
             &bias,
             stride,
             1,
@@ -243,7 +243,7 @@ fn default_algorithm_follows_the_shape() {
     // A forced algorithm holds for every size.
     let forced = FusedConv2d::with_algorithm(
         &weight,
-        (4, 2, 3, 3),
+        (4, 16, 3, 3),
         &bias,
         1,
         1,
@@ -254,8 +254,8 @@ fn default_algorithm_follows_the_shape() {
     .unwrap();
     assert_eq!(forced.algorithm_for(1, 5, 5), ConvAlgorithm::Winograd4x4);
     let one = FusedConv2d::new(
-        &weight[..8],
-        (4, 2, 1, 1),
+        &weight[..64],
+        (4, 16, 1, 1),
         &bias,
         1,
         0,
@@ -264,6 +264,19 @@ fn default_algorithm_follows_the_shape() {
     )
     .unwrap();
     assert_eq!(one.algorithm(), ConvAlgorithm::Im2colGemm);
+    // An image's 3 channels are too few for Winograd: im2col, whatever the size.
+    let rgb = FusedConv2d::new(
+        &weight[..4 * 3 * 9],
+        (4, 3, 3, 3),
+        &bias,
+        1,
+        1,
+        1,
+        Activation::Leaky,
+    )
+    .unwrap();
+    assert_eq!(rgb.algorithm(), ConvAlgorithm::Im2colGemm);
+    assert_eq!(rgb.algorithm_for(1, 416, 416), ConvAlgorithm::Im2colGemm);
 }
 
 #[test]

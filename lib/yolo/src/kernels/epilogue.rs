@@ -51,10 +51,17 @@ pub(crate) fn mish(x: f32) -> f32 {
 /// `e^x` for `x` in about `[-87, 88]` (clamped), branch-free so it
 /// vectorises: `x = k·ln 2 + r` with `|r| <= ln 2 / 2`, Cephes' degree-6
 /// polynomial for `e^r`, and `2^k` built from its exponent bits.
+///
+/// `k + 127` becomes an integer without an `as` cast: Rust's float-to-int
+/// `as` saturates, which LLVM cannot vectorise (it split every vector of
+/// mish into 16 scalar conversions). Adding `1.5·2^23` puts a small integer
+/// in the low mantissa bits, which `to_bits` reads for free.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    /// `1.5·2^23`: its bit pattern is `0x4B40_0000`.
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
     let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - k * LN2_HI - k * LN2_LO;
@@ -65,8 +72,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let p = p * r * r + r + 1.0;
-    // k is in [-126, 127] after the clamp: a normal exponent.
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // k is in [-126, 127] after the clamp: k + 127 in [1, 254], a normal exponent.
+    let biased = (k + (127.0 + MAGIC))
+        .to_bits()
+        .wrapping_sub(MAGIC.to_bits());
+    p * f32::from_bits(biased << 23)
 }
 
 #[cfg(test)]

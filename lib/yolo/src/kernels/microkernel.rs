@@ -49,8 +49,14 @@ const NC: usize = 512;
 /// (192 KiB) stay in L2 while every sliver of the packed block passes.
 const MC_PANELS: usize = 16;
 
-/// A row-major `rows × depth` matrix repacked into `MR`-row panels,
-/// `[rows.div_ceil(MR)][depth][MR]`, the missing rows of the last panel zero.
+/// A row-major `rows × depth` matrix repacked into `MR`-row panels, stored
+/// pass by pass: `[depth.div_ceil(KC)][rows.div_ceil(MR)][kc][MR]` (`kc` is
+/// `KC`, less in the last pass), the missing rows of the last panel zero.
+///
+/// A depth pass over a range of panels is then one contiguous stretch of
+/// memory: the weights of a large layer come from DRAM once per forward,
+/// and a sequential stream is what the hardware prefetcher follows (with
+/// whole-depth panels, each pass jumped `depth × MR` floats per panel).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PackedRows {
     data: Vec<f32>,
@@ -63,15 +69,30 @@ impl PackedRows {
     pub(crate) fn new(a: &[f32], rows: usize, depth: usize) -> PackedRows {
         assert_eq!(a.len(), rows * depth, "matrix length");
         let panels = rows.div_ceil(MR);
-        let mut data = vec![0f32; panels * depth * MR];
-        for (panel, dst) in data.chunks_exact_mut(depth * MR).enumerate() {
-            for (r, row) in a.chunks_exact(depth).skip(panel * MR).take(MR).enumerate() {
-                for (p, v) in row.iter().enumerate() {
-                    dst[p * MR + r] = *v;
+        let mut packed = PackedRows {
+            data: vec![0f32; panels * depth * MR],
+            rows,
+            depth,
+        };
+        for (r, row) in a.chunks_exact(depth).enumerate() {
+            let (panel, lane) = (r / MR, r % MR);
+            for k0 in (0..depth).step_by(KC) {
+                let k1 = depth.min(k0 + KC);
+                let start = packed.offset(panel, k0);
+                let dst = &mut packed.data[start..start + (k1 - k0) * MR];
+                for (step, v) in dst.chunks_exact_mut(MR).zip(&row[k0..k1]) {
+                    step[lane] = *v;
                 }
             }
         }
-        PackedRows { data, rows, depth }
+        packed
+    }
+
+    /// Where panel `panel`'s step `k` starts in `data`.
+    fn offset(&self, panel: usize, k: usize) -> usize {
+        let (pass, within) = (k / KC, k % KC);
+        let kc = KC.min(self.depth - pass * KC);
+        pass * KC * self.panels() * MR + (panel * kc + within) * MR
     }
 
     /// Rows of the original matrix.
@@ -89,9 +110,15 @@ impl PackedRows {
         self.rows.div_ceil(MR)
     }
 
-    /// Panel `i`: `depth × MR` floats, `MR` per step of `k`.
-    fn panel(&self, i: usize) -> &[f32] {
-        &self.data[i * self.depth * MR..(i + 1) * self.depth * MR]
+    /// Steps `depth` of panel `i`, `MR` floats per step of `k`; the range
+    /// lies inside one [`KC`]-deep pass.
+    fn panel(&self, i: usize, depth: Range<usize>) -> &[f32] {
+        assert!(
+            depth.start / KC == (depth.end - 1) / KC,
+            "a depth range inside one pass of {KC}"
+        );
+        let start = self.offset(i, depth.start);
+        &self.data[start..start + depth.len() * MR]
     }
 }
 
@@ -248,7 +275,7 @@ impl PackedProduct<'_> {
             for panel in panels.clone() {
                 let rows = MR.min(a.rows() - panel * MR);
                 let block = Block {
-                    a: &a.panel(panel)[depth.start * MR..][..k * MR],
+                    a: a.panel(panel, depth.clone()),
                     b: sliver,
                     rows,
                     accumulate,

@@ -51,7 +51,7 @@ mod scratch;
 mod winograd;
 
 pub use error::KernelError;
-pub use fused_conv::{ConvAlgorithm, FusedConv2d, MIN_WINOGRAD_TILES};
+pub use fused_conv::{ConvAlgorithm, FusedConv2d, MIN_WINOGRAD_CHANNELS, MIN_WINOGRAD_TILES};
 pub use peak::{FmaPeak, fma_peak};
 
 /// Which implementation of the layers a model runs.

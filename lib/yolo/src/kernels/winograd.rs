@@ -182,15 +182,18 @@ fn forward_pass(
                 .into_par_iter()
                 .enumerate()
                 .for_each(|(channel, rows)| {
-                    Arch::new().dispatch(InputTask {
-                        channel,
-                        rows,
-                        input,
-                        geo,
-                        padding: dims.padding,
-                        tiles_x,
-                        per_image,
-                        tiles,
+                    with_buffers([scratch_len(tiles_x)], |[scratch]| {
+                        Arch::new().dispatch(InputTask {
+                            channel,
+                            rows,
+                            input,
+                            geo,
+                            padding: dims.padding,
+                            tiles_x,
+                            per_image,
+                            tiles,
+                            scratch,
+                        })
                     })
                 });
 
@@ -207,17 +210,20 @@ fn forward_pass(
                 .for_each(|(idx, dst)| {
                     let (img, oc) = (idx / dims.out_channels, idx % dims.out_channels);
                     let (g, o) = (oc / og, oc % og);
-                    Arch::new().dispatch(OutputTask {
-                        points: PointRows {
-                            m,
-                            base: g * POINTS * og * tp + o * tp,
-                            stride: og * tp,
-                        },
-                        geo,
-                        tiles_x,
-                        first: img * per_image,
-                        epilogue: (bias[oc], activation),
-                        dst,
+                    with_buffers([scratch_len(tiles_x)], |[scratch]| {
+                        Arch::new().dispatch(OutputTask {
+                            points: PointRows {
+                                m,
+                                base: g * POINTS * og * tp + o * tp,
+                                stride: og * tp,
+                            },
+                            geo,
+                            tiles_x,
+                            first: img * per_image,
+                            epilogue: (bias[oc], activation),
+                            dst,
+                            scratch,
+                        })
                     })
                 });
         },
@@ -237,6 +243,8 @@ struct InputTask<'a, 'r> {
     per_image: usize,
     /// Real tiles of the pass; the padding tiles after them are zeroed.
     tiles: usize,
+    /// [`scratch_len`] floats.
+    scratch: &'r mut [f32],
 }
 
 impl WithSimd for InputTask<'_, '_> {
@@ -253,12 +261,14 @@ impl WithSimd for InputTask<'_, '_> {
             tiles_x,
             per_image,
             tiles,
+            scratch,
         } = self;
         let in_plane = geo.h * geo.w;
         for img in 0..geo.n {
             let start = (img * geo.c + channel) * in_plane;
             let x = &input[start..start + in_plane];
-            transform_input_plane(x, geo, padding, tiles_x, img * per_image, &mut rows);
+            let first = img * per_image;
+            transform_input_plane(x, geo, padding, tiles_x, first, &mut rows, scratch);
         }
         // Padding tiles: zero, so their (discarded) GEMM columns stay finite.
         for row in &mut rows {
@@ -277,6 +287,8 @@ struct OutputTask<'a> {
     first: usize,
     epilogue: (f32, Activation),
     dst: &'a mut [f32],
+    /// [`scratch_len`] floats.
+    scratch: &'a mut [f32],
 }
 
 impl WithSimd for OutputTask<'_> {
@@ -291,14 +303,34 @@ impl WithSimd for OutputTask<'_> {
             first,
             epilogue,
             dst,
+            scratch,
         } = self;
-        transform_output_plane(&points, geo, tiles_x, first, epilogue, dst);
+        transform_output_plane(&points, geo, tiles_x, first, epilogue, dst, scratch);
     }
 }
 
+/// Floats of transform scratch per task for a row of `tiles_x` tiles: see
+/// [`transform_input_plane`] and [`transform_output_plane`].
+fn scratch_len(tiles_x: usize) -> usize {
+    let phase = phase_len(tiles_x);
+    T * M * phase + M * phase
+}
+
+/// Length of one phase row: a value per tile, one more tile for the `j = 4,
+/// 5` columns a tile shares with the next, and a whole group of slack so
+/// every vector load and store is a full one.
+fn phase_len(tiles_x: usize) -> usize {
+    tiles_x + 1 + L
+}
+
 /// Transforms one input plane into its rows of `V` (one row per transform
-/// point, indexed by tile), [`L`] tiles of a tile row at a time; `first` is
-/// the plane's first tile index.
+/// point, indexed by tile); `first` is the plane's first tile index.
+///
+/// Per tile row, each of the 6 input rows is first split into its four
+/// phases, `phase[c][t] = x[4t + c]` (zero outside the input): a loop the
+/// compiler vectorises as interleaved loads. Column `j` of tile `t` is then
+/// `phase[j % 4][t + j / 4]`, so [`L`] tiles at a time load contiguous
+/// vectors instead of gathering every fourth float.
 #[inline(always)]
 fn transform_input_plane(
     x: &[f32],
@@ -307,34 +339,41 @@ fn transform_input_plane(
     tiles_x: usize,
     first: usize,
     rows: &mut [&mut [f32]],
+    scratch: &mut [f32],
 ) {
-    // The input columns L tiles read: 4 per tile plus the 2 the last one overlaps.
-    const SPAN: usize = M * L + T - M;
     let tiles_y = geo.ho.div_ceil(M);
+    let ph = phase_len(tiles_x);
+    let (phases, padded) = scratch.split_at_mut(T * M * ph);
+    let padded = &mut padded[..M * ph];
     for ty in 0..tiles_y {
+        for (r, phases) in phases.chunks_exact_mut(M * ph).enumerate() {
+            let y = (ty * M + r) as isize - padding as isize;
+            if y < 0 || y >= geo.h as isize {
+                phases.fill(0.0);
+                continue;
+            }
+            // The row shifted by the padding, zero past both ends.
+            let row = &x[y as usize * geo.w..][..geo.w];
+            let len = geo.w.min(padded.len() - padding);
+            padded[..padding].fill(0.0);
+            padded[padding..padding + len].copy_from_slice(&row[..len]);
+            padded[padding + len..].fill(0.0);
+            let (p0, rest) = phases.split_at_mut(ph);
+            let (p1, rest) = rest.split_at_mut(ph);
+            let (p2, p3) = rest.split_at_mut(ph);
+            let quads = padded.as_chunks::<M>().0.iter();
+            for ((((q, a), b), c), d) in quads.zip(p0).zip(p1).zip(p2).zip(p3) {
+                (*a, *b, *c, *d) = (q[0], q[1], q[2], q[3]);
+            }
+        }
         for tx0 in (0..tiles_x).step_by(L) {
             // d[r][j][l]: row r, column j of tile tx0 + l.
             let mut d = [[[0f32; L]; T]; T];
-            let x0 = (tx0 * M) as isize - padding as isize;
-            let lo = (-x0).clamp(0, SPAN as isize) as usize;
-            let hi = (geo.w as isize - x0).clamp(lo as isize, SPAN as isize) as usize;
             for (r, dr) in d.iter_mut().enumerate() {
-                let y = (ty * M + r) as isize - padding as isize;
-                if y < 0 || y >= geo.h as isize {
-                    continue;
-                }
-                let row = &x[y as usize * geo.w..][..geo.w];
-                let from = (x0 + lo as isize) as usize;
-                let seg: [f32; SPAN] = if (lo, hi) == (0, SPAN) {
-                    // Fixed-size copies compile to vector moves, not memcpy calls.
-                    row[from..from + SPAN].try_into().expect("SPAN floats")
-                } else {
-                    let mut seg = [0f32; SPAN];
-                    seg[lo..hi].copy_from_slice(&row[from..from + (hi - lo)]);
-                    seg
-                };
+                let phases = &phases[r * M * ph..(r + 1) * M * ph];
                 for (j, dj) in dr.iter_mut().enumerate() {
-                    *dj = lanes(|l| seg[M * l + j]);
+                    let start = (j % M) * ph + tx0 + j / M;
+                    *dj = phases[start..start + L].try_into().expect("L floats");
                 }
             }
             let mut cols = [[[0f32; L]; T]; T];
@@ -382,7 +421,13 @@ struct PointRows<'a> {
 }
 
 /// Transforms one output plane's tiles out of `M`, adds the bias, applies
-/// the activation and writes the plane, [`L`] tiles at a time.
+/// the activation and writes the plane.
+///
+/// Per tile row, [`L`] tiles at a time, each of the 4 output rows comes out
+/// as four phase vectors (`phase[c][t]` = output column `4t + c`), stored
+/// whole; the phases are then interleaved into the row (a loop the compiler
+/// vectorises as interleaved stores) and the row gets bias and activation
+/// in one pass.
 #[inline(always)]
 fn transform_output_plane(
     points: &PointRows<'_>,
@@ -391,11 +436,14 @@ fn transform_output_plane(
     first: usize,
     (bias, activation): (f32, Activation),
     dst: &mut [f32],
+    scratch: &mut [f32],
 ) {
     let tiles_y = geo.ho.div_ceil(M);
+    let ph = phase_len(tiles_x);
+    let (phases, row) = scratch.split_at_mut(M * M * ph);
+    let row = &mut row[..M * ph];
     for ty in 0..tiles_y {
         for tx0 in (0..tiles_x).step_by(L) {
-            let n = L.min(tiles_x - tx0);
             let t = first + ty * tiles_x + tx0;
             let mut mv = [[[0f32; L]; T]; T];
             for (p, v) in mv.iter_mut().flatten().enumerate() {
@@ -408,18 +456,31 @@ fn transform_output_plane(
                     cols[i][j] = v;
                 }
             }
-            let x0 = tx0 * M;
-            let len = (M * n).min(geo.wo - x0);
             for (i, col) in cols.iter().enumerate() {
-                let y = ty * M + i;
-                if y >= geo.ho {
-                    break;
+                for (c, v) in output_1d_lanes(col).iter().enumerate() {
+                    let start = (i * M + c) * ph + tx0;
+                    let out: &mut Lanes = (&mut phases[start..start + L])
+                        .try_into()
+                        .expect("L floats");
+                    *out = *v;
                 }
-                let r = output_1d_lanes(col);
-                let seg: [f32; M * L] = std::array::from_fn(|q| r[q % M][q / M]);
-                let row = y * geo.wo + x0;
-                bias_activate(&mut dst[row..row + len], &seg[..len], bias, activation);
             }
+        }
+        for i in 0..M {
+            let y = ty * M + i;
+            if y >= geo.ho {
+                break;
+            }
+            let phases = &phases[i * M * ph..(i + 1) * M * ph];
+            let (p0, rest) = phases.split_at(ph);
+            let (p1, rest) = rest.split_at(ph);
+            let (p2, p3) = rest.split_at(ph);
+            let quads = row.as_chunks_mut::<M>().0.iter_mut();
+            for ((((q, a), b), c), d) in quads.zip(p0).zip(p1).zip(p2).zip(p3) {
+                *q = [*a, *b, *c, *d];
+            }
+            let out = &mut dst[y * geo.wo..(y + 1) * geo.wo];
+            bias_activate(out, &row[..geo.wo], bias, activation);
         }
     }
 }
