@@ -320,15 +320,15 @@ fn scratch_len(tiles_x: usize) -> usize {
 /// 5` columns a tile shares with the next, and a whole group of slack so
 /// every vector load and store is a full one.
 fn phase_len(tiles_x: usize) -> usize {
-    tiles_x + 1 + L
+    (tiles_x + 1 + L).next_multiple_of(L)
 }
 
 /// Transforms one input plane into its rows of `V` (one row per transform
 /// point, indexed by tile); `first` is the plane's first tile index.
 ///
 /// Per tile row, each of the 6 input rows is first split into its four
-/// phases, `phase[c][t] = x[4t + c]` (zero outside the input): a loop the
-/// compiler vectorises as interleaved loads. Column `j` of tile `t` is then
+/// phases, `phase[c][t] = x[4t + c]` (zero outside the input), [`L`] tiles
+/// at a time. Column `j` of tile `t` is then
 /// `phase[j % 4][t + j / 4]`, so [`L`] tiles at a time load contiguous
 /// vectors instead of gathering every fourth float.
 #[inline(always)]
@@ -358,12 +358,16 @@ fn transform_input_plane(
             padded[..padding].fill(0.0);
             padded[padding..padding + len].copy_from_slice(&row[..len]);
             padded[padding + len..].fill(0.0);
-            let (p0, rest) = phases.split_at_mut(ph);
-            let (p1, rest) = rest.split_at_mut(ph);
-            let (p2, p3) = rest.split_at_mut(ph);
-            let quads = padded.as_chunks::<M>().0.iter();
-            for ((((q, a), b), c), d) in quads.zip(p0).zip(p1).zip(p2).zip(p3) {
-                (*a, *b, *c, *d) = (q[0], q[1], q[2], q[3]);
+            // L tiles at a time, from a fixed-size block: constant-index
+            // picks the compiler turns into vector shuffles.
+            let (blocks, _) = padded.as_chunks::<{ M * L }>();
+            for (g, block) in blocks.iter().enumerate() {
+                for c in 0..M {
+                    let phase: &mut Lanes = (&mut phases[c * ph + g * L..][..L])
+                        .try_into()
+                        .expect("L floats");
+                    *phase = lanes(|l| block[M * l + c]);
+                }
             }
         }
         for tx0 in (0..tiles_x).step_by(L) {
