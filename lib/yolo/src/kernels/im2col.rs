@@ -300,8 +300,7 @@ impl Call<'_> {
     /// Fills the rows `depth` of the im2col matrix of image `img`, group
     /// `group`, output pixels `first..first + len`, into `dst` in the
     /// kernel's [`NR`]-column slivers (`depth.len()` rows each), the columns
-    /// past the pixels zero: a 1x1 stride-1 row is one copy of the input
-    /// row, other kernels gather straight into each sliver.
+    /// past the pixels zero (a block has at most [`BLOCK_COLS`] pixels).
     #[inline(always)]
     fn fill_pass(&self, pass: &PassRows, dst: &mut [f32]) {
         let Call {
@@ -312,36 +311,40 @@ impl Call<'_> {
         let k = pass.depth.len();
         let cols = pass.len.next_multiple_of(COLS_MULTIPLE);
         let pointwise = (kh, kw, dims.stride, dims.padding) == (1, 1, 1, 0);
+        let mut gathered = [0f32; BLOCK_COLS];
         for (r, kk) in pass.depth.clone().enumerate() {
             let channel = pass.group * dims.in_per_group + kk / (kh * kw);
             let (ky, kx) = ((kk / kw) % kh, kk % kw);
             let start = (pass.img * geo.c + channel) * in_plane;
             let src = &input[start..start + in_plane];
-            let slivers = dst[..k * cols].chunks_exact_mut(k * NR);
-            if pointwise {
-                // The input row is the im2col row: copy it sliver by sliver.
-                let row = &src[pass.first..pass.first + pass.len];
-                let (whole, _) = row.as_chunks::<NR>();
-                for (s, d) in slivers.enumerate() {
-                    let d: &mut [f32; NR] = (&mut d[r * NR..(r + 1) * NR])
-                        .try_into()
-                        .expect("NR floats");
-                    match whole.get(s) {
-                        Some(chunk) => *d = *chunk,
-                        None => {
-                            let tail = &row[s * NR..];
-                            d[..tail.len()].copy_from_slice(tail);
-                            d[tail.len()..].fill(0.0);
-                        }
-                    }
-                }
+            // A 1x1 stride-1 row is the input row; others are gathered
+            // into `gathered` first, in one call over the whole block.
+            let row: &[f32] = if pointwise {
+                &src[pass.first..pass.first + pass.len]
             } else {
-                // Gathered straight into each sliver's row.
-                for (s, d) in slivers.enumerate() {
-                    let d = &mut d[r * NR..(r + 1) * NR];
-                    let n = NR.min(pass.len - s * NR);
-                    fill_range(&mut d[..n], src, pass.first + s * NR, geo, dims, ky, kx);
-                    d[n..].fill(0.0);
+                fill_range(
+                    &mut gathered[..pass.len],
+                    src,
+                    pass.first,
+                    geo,
+                    dims,
+                    ky,
+                    kx,
+                );
+                &gathered[..pass.len]
+            };
+            let (whole, _) = row.as_chunks::<NR>();
+            for (s, d) in dst[..k * cols].chunks_exact_mut(k * NR).enumerate() {
+                let d: &mut [f32; NR] = (&mut d[r * NR..(r + 1) * NR])
+                    .try_into()
+                    .expect("NR floats");
+                match whole.get(s) {
+                    Some(chunk) => *d = *chunk,
+                    None => {
+                        let tail = &row[s * NR..];
+                        d[..tail.len()].copy_from_slice(tail);
+                        d[tail.len()..].fill(0.0);
+                    }
                 }
             }
         }
