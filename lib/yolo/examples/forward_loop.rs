@@ -1,6 +1,13 @@
 //! Runs one model's forward in a loop, for a profiler:
-//! `cargo run --release -p safecity-yolo --features testkit --example forward_loop -- CFG WEIGHTS BATCH SECONDS`
-//! (`perf record -g target/release/examples/forward_loop ...`). Prints ms per batch.
+//!
+//! ```sh
+//! cargo build --release -p safecity-yolo --example forward_loop
+//! RAYON_NUM_THREADS=2 perf record -o /tmp/perf.data target/release/examples/forward_loop \
+//!     target/yolo-assets/yolov4-tiny.cfg target/yolo-assets/yolov4-tiny.weights 1 5
+//! perf report -i /tmp/perf.data --no-children --sort srcline
+//! ```
+//!
+//! The input is uniform noise of the cfg's size; prints ms per batch.
 
 use std::time::{Duration, Instant};
 

@@ -233,12 +233,11 @@ fn default_algorithm_follows_the_shape() {
     };
     assert_eq!(pick(1).algorithm(), ConvAlgorithm::Winograd4x4);
     assert_eq!(pick(2).algorithm(), ConvAlgorithm::Im2colGemm);
-    // 12x12 outputs are 9 Winograd blocks per image: too few below batch 4;
-    // 13x13 outputs are 16: im2col alone, Winograd from batch 2 (32 blocks).
-    assert_eq!(pick(1).algorithm_for(2, 12, 12), ConvAlgorithm::Im2colGemm);
-    assert_eq!(pick(1).algorithm_for(4, 12, 12), ConvAlgorithm::Winograd4x4);
-    assert_eq!(pick(1).algorithm_for(1, 13, 13), ConvAlgorithm::Im2colGemm);
-    assert_eq!(pick(1).algorithm_for(2, 13, 13), ConvAlgorithm::Winograd4x4);
+    // 12x12 outputs are 9 Winograd blocks per image: too few below batch 2;
+    // 13x13 outputs are 16, the minimum.
+    assert_eq!(pick(1).algorithm_for(1, 12, 12), ConvAlgorithm::Im2colGemm);
+    assert_eq!(pick(1).algorithm_for(2, 12, 12), ConvAlgorithm::Winograd4x4);
+    assert_eq!(pick(1).algorithm_for(1, 13, 13), ConvAlgorithm::Winograd4x4);
     assert_eq!(pick(1).algorithm_for(1, 26, 26), ConvAlgorithm::Winograd4x4);
     // A forced algorithm holds for every size.
     let forced = FusedConv2d::with_algorithm(

@@ -12,9 +12,11 @@ use crate::activation::Activation;
 /// Below this many 4x4 output blocks per call, Winograd's 36 thin GEMMs
 /// (each streaming its whole transformed filter, 4x the size of the plain
 /// one, for a few columns padded to a multiple of 32) lose to one im2col
-/// GEMM. yolov4-tiny's 512->512 layer at 13x13 (16 blocks) ran 5.4-6.0 ms
-/// through Winograd and 4.3-4.6 ms through im2col (2 threads, AVX-512).
-pub const MIN_WINOGRAD_TILES: usize = 32;
+/// GEMM. Measured with `examples/conv_loop.rs` (2 threads, AVX-512, mish or
+/// leaky): 256->256 at 12x12 (9 blocks) 1.1-1.4 ms through im2col against
+/// 1.3-1.4 ms through Winograd; 512->512 at 13x13 (16 blocks) 4.4-4.5 ms
+/// against 3.6 ms.
+pub const MIN_WINOGRAD_TILES: usize = 16;
 
 /// Below this many input channels per group, a 3x3 stride-1 convolution
 /// takes im2col: Winograd's transforms cost per channel what its GEMM saves,
