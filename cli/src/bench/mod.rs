@@ -21,6 +21,7 @@
 //! with the table, the date, the CPU model and the core count.
 
 pub mod docs;
+pub mod preflight;
 pub mod suite;
 pub mod table;
 
@@ -65,6 +66,9 @@ pub enum BenchError {
     /// Running the suite failed.
     #[error(transparent)]
     Suite(#[from] SuiteError),
+    /// The broker the benches need is not ready.
+    #[error(transparent)]
+    Broker(#[from] preflight::PreflightError),
     /// The document cannot be read or written.
     #[error("{}: {source}", path.display())]
     DocsIo {
@@ -114,6 +118,7 @@ pub async fn run(args: BenchArgs) -> Result<i32, BenchError> {
         }
         return Ok(0);
     }
+    preflight::check_broker().await?;
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let root = match args.workspace {
         Some(root) => root,
