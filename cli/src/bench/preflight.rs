@@ -15,14 +15,26 @@ const MANAGEMENT: &str = "http://127.0.0.1:15672/api/overview";
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     /// Nothing listens on the AMQP port.
-    #[error("RabbitMQ is not answering on {AMQP} ({0}): start it with scripts/ensure-rabbitmq.sh")]
-    Amqp(std::io::Error),
+    #[error(
+        "RabbitMQ is not answering on {address} ({source}): start it with scripts/ensure-rabbitmq.sh"
+    )]
+    Amqp {
+        /// The AMQP address tried.
+        address: String,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
     /// The management API does not answer, or refuses guest.
     #[error(
-        "RabbitMQ's management API at {MANAGEMENT} is not answering ({0}): the benches need the \
+        "RabbitMQ's management API at {url} is not answering ({reason}): the benches need the \
          rabbitmq_management plugin; scripts/ensure-rabbitmq.sh enables it"
     )]
-    Management(String),
+    Management {
+        /// The URL tried.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// Checks the benches' broker: an AMQP TCP connection and an
@@ -34,30 +46,33 @@ pub async fn check_broker() -> Result<(), PreflightError> {
 /// [`check_broker`] against the given AMQP address and management URL.
 async fn check_broker_at(amqp: &str, management: &str) -> Result<(), PreflightError> {
     let timeout = Duration::from_secs(2);
+    let amqp_error = |source| PreflightError::Amqp {
+        address: amqp.to_owned(),
+        source,
+    };
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(amqp)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(PreflightError::Amqp(e)),
+        Ok(Err(e)) => return Err(amqp_error(e)),
         Err(_) => {
-            return Err(PreflightError::Amqp(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer in 2 s",
-            )));
+            let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 2 s");
+            return Err(amqp_error(late));
         }
     }
+    let management_error = |reason: String| PreflightError::Management {
+        url: management.to_owned(),
+        reason,
+    };
     let response = reqwest::Client::builder()
         .timeout(timeout)
         .build()
-        .map_err(|e| PreflightError::Management(e.to_string()))?
+        .map_err(|e| management_error(e.to_string()))?
         .get(management)
         .basic_auth("guest", Some("guest"))
         .send()
         .await
-        .map_err(|e| PreflightError::Management(e.to_string()))?;
+        .map_err(|e| management_error(e.to_string()))?;
     if !response.status().is_success() {
-        return Err(PreflightError::Management(format!(
-            "HTTP {}",
-            response.status()
-        )));
+        return Err(management_error(format!("HTTP {}", response.status())));
     }
     Ok(())
 }
@@ -79,7 +94,7 @@ mod tests {
         let err = check_broker_at(&closed_port(), MANAGEMENT)
             .await
             .expect_err("nothing listens");
-        assert!(matches!(err, PreflightError::Amqp(_)), "{err:?}");
+        assert!(matches!(err, PreflightError::Amqp { .. }), "{err:?}");
         assert!(
             err.to_string().contains("scripts/ensure-rabbitmq.sh"),
             "{err}"
@@ -97,7 +112,7 @@ mod tests {
         let err = check_broker_at(&amqp, &management)
             .await
             .expect_err("no management API");
-        assert!(matches!(err, PreflightError::Management(_)), "{err:?}");
+        assert!(matches!(err, PreflightError::Management { .. }), "{err:?}");
         assert!(err.to_string().contains("rabbitmq_management"), "{err}");
     }
 }

@@ -66,19 +66,12 @@ pub struct Registry {
 impl Registry {
     /// Reads and validates a registry file.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&safecity_cameras::registry::read_file(path)?, path)
     }
 
     /// Parses and validates registry text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, RegistryError> {
-        let registry: Registry = toml::from_str(text).map_err(|e| RegistryError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let registry: Registry = safecity_cameras::registry::parse_toml(text, path)?;
         registry.validate(path)?;
         Ok(registry)
     }

@@ -261,22 +261,35 @@ pub struct CameraRegistry {
     pub cameras: Vec<CameraEntry>,
 }
 
+/// Reads a registry file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<String, RegistryError> {
+    std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses registry TOML into `T` (the cameras alone, or a binary's whole
+/// registry with the cameras in it); `path` only names it in errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, RegistryError> {
+    toml::from_str(text).map_err(|e| RegistryError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 impl CameraRegistry {
     /// Reads and validates a registry file.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_file(path)?, path)
     }
 
     /// Parses and validates registry text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, RegistryError> {
-        let file: CamerasOnly = toml::from_str(text).map_err(|e| RegistryError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let file: CamerasOnly = parse_toml(text, path)?;
         validate_cameras(&file.cameras, path)?;
         Ok(CameraRegistry {
             cameras: file.cameras,

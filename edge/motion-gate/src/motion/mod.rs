@@ -27,6 +27,10 @@
 //!
 //! [`MotionDetector`] runs the steps; its parameters ([`MotionConfig`]) are in
 //! `config.rs`, the area-average kernels of step 1 in `blocks.rs`.
+//!
+//! One file on purpose: the code is the 430 lines above `mod tests`, the six
+//! steps of one detector sharing its buffers; the rest are its unit tests,
+//! which read best beside the steps they pin.
 
 mod blocks;
 mod config;
