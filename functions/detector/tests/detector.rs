@@ -3,22 +3,22 @@
 //! published as camera frames. A test class map turns COCO classes into city
 //! events: bus/truck -> accident, person -> knife (test mapping only).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
 use safecity_detector::incidents::incident_id;
 use safecity_detector::{
     BatchPolicy, ClassMap, DetectorConfig, DetectorFunction, DetectorMetrics, Settings, YoloModel,
 };
 use safecity_events::dead_letter::header;
 use safecity_events::headers::get_str;
-use safecity_events::topology::EVENTS_EXCHANGE;
 use safecity_events::{Camera, CloudEvent, EventType, Frame, SafetyEvent};
-use safecity_runtime::testing::{TestClient, TestFunction, eventually};
+use safecity_runtime::testing::{TestFunction, eventually};
+use support::{bind_event_queue, queue_name};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -164,35 +164,6 @@ impl Harness {
     async fn pending_events(&self, event: EventType) -> u32 {
         self.function.client.ready_count(&queue_name(event)).await
     }
-}
-
-fn queue_name(event: EventType) -> String {
-    format!("test.events.{event}")
-}
-
-/// A queue per event type, bound by routing key: proves the routing.
-async fn bind_event_queue(client: &TestClient, event: EventType) {
-    let queue = queue_name(event);
-    client
-        .channel
-        .queue_declare(
-            ShortString::from(queue.as_str()),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    client
-        .channel
-        .queue_bind(
-            ShortString::from(queue.as_str()),
-            EVENTS_EXCHANGE.into(),
-            event.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {

@@ -8,14 +8,14 @@
 //! Test class maps: `bus`/`truck` -> accident, `person` -> knife (test
 //! mapping: COCO has no way to tell who carries a knife).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use image::RgbImage;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
 use safecity_cameras::CameraRegistry;
 use safecity_cameras::privacy::block_side;
 use safecity_cctv_sim::scene::{Background, Scene, SceneObject, SceneSpec};
@@ -24,13 +24,13 @@ use safecity_detector::snapshot::{self, SnapshotSettings};
 use safecity_detector::{
     BatchModel, ClassMap, DetectorConfig, DetectorFunction, DetectorMetrics, Settings, YoloModel,
 };
-use safecity_events::topology::EVENTS_EXCHANGE;
 use safecity_events::{
     BoundingBox, Camera, CloudEvent, EventType, Frame, Lifecycle, SafetyEvent, UpdateReason,
 };
 use safecity_runtime::RunningFunction;
 use safecity_runtime::testing::{TestClient, TestVhost, eventually, metric};
 use safecity_yolo::assets::checked_dir as assets;
+use support::{bind_event_queue, queue_name};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -209,34 +209,6 @@ impl Harness {
         }
         drop(self.vhost);
     }
-}
-
-fn queue_name(event: EventType) -> String {
-    format!("test.events.{event}")
-}
-
-async fn bind_event_queue(client: &TestClient, event: EventType) {
-    let queue = queue_name(event);
-    client
-        .channel
-        .queue_declare(
-            ShortString::from(queue.as_str()),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    client
-        .channel
-        .queue_bind(
-            ShortString::from(queue.as_str()),
-            EVENTS_EXCHANGE.into(),
-            event.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
 }
 
 /// The pitch photo (two people, feet at the bottom: Ancelotti left of
